@@ -22,4 +22,5 @@ if [ "${TM_E2E_TARGET:-tidemark}" = tidemark ] && [ ! -x "$root/bin/tidemark" ];
 	exit 2
 fi
 cd "$root"
-exec "$py" -m pytest -p no:cacheprovider -rfE "$here" "$@"
+[ $# -gt 0 ] || set -- "$here"
+exec "$py" -m pytest -p no:cacheprovider -rfE -W ignore::DeprecationWarning --durations=15 "$@"
