@@ -349,10 +349,13 @@ static int conf_apply_extra(rd_kafka_conf_t *conf, const struct opts *o)
 	return 0;
 }
 
+/* The probe expects "connection refused" until the broker listens: quiet. */
+static bool g_quiet;
+
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
-	if (level <= 4) /* warnings and worse; the broker's own log says the rest */
+	if (level <= 4 && !g_quiet) /* warnings and worse; the broker's own log says the rest */
 		fprintf(stderr, "tm-load: rdkafka %s: %s\n", fac, buf);
 }
 
@@ -644,9 +647,9 @@ static int run_produce(const struct opts *o)
 	fprintf(stdout,
 		",\"rate_target\":%.0f,\"sent\":%" PRIu64 ",\"records\":%" PRIu64 ",\"errors\":%" PRIu64
 		",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,"
-		"\"queue_full\":%" PRIu64 ",",
+		"\"queue_full\":%" PRIu64 ",\"total_bytes\":%" PRIu64 ",",
 		o->rate, sent_measured, records, failed, bytes, secs, (double)records / secs,
-		(double)bytes / 1048576.0 / secs, queue_full);
+		(double)bytes / 1048576.0 / secs, queue_full, ps.acked_bytes);
 	hist_json(stdout, "latency_us", &ps.ack);
 	fprintf(stdout, ",\"error\":");
 	json_str(stdout, ps.first_error[0] ? ps.first_error : (partitions < 0 ? create_err : ""));
@@ -833,6 +836,44 @@ static void *e2e_producer(void *arg)
 	return NULL;
 }
 
+struct e2e_recv {
+	uint64_t total;         /* records the producer will send, warm-up included */
+	uint64_t warm_end;      /* intended send times before this are not measured */
+	uint64_t received;
+	uint64_t stray;         /* priming records, foreign or out-of-range payloads */
+	uint64_t last_progress; /* CLOCK_MONOTONIC ns of the last record */
+	struct hist *lat;
+	char *err;
+	size_t err_len;
+};
+
+static void e2e_on_record(rd_kafka_message_t *m, void *opaque)
+{
+	struct e2e_recv *rv = opaque;
+	uint64_t now = mono_ns();
+	if (m->err) {
+		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && !rv->err[0])
+			snprintf(rv->err, rv->err_len, "fetch: %s", rd_kafka_message_errstr(m));
+		return;
+	}
+	rv->last_progress = now;
+	if (m->len < LOAD_HDR_BYTES) {
+		rv->stray++;
+		return;
+	}
+	const unsigned char *p = m->payload;
+	uint32_t mg;
+	memcpy(&mg, p, 4);
+	uint64_t seq = get_le64(p + 4), sent_at = get_le64(p + 12);
+	if (mg != LOAD_MAGIC || seq == UINT64_MAX || seq >= rv->total) {
+		rv->stray++;
+		return;
+	}
+	rv->received++;
+	if (sent_at >= rv->warm_end)
+		hist_record(rv->lat, now > sent_at ? (now - sent_at) / 1000u : 0);
+}
+
 static int run_e2e(const struct opts *o)
 {
 	if (o->rate <= 0 || o->duration_s <= 0 || o->record_bytes < LOAD_HDR_BYTES) {
@@ -876,7 +917,6 @@ static int run_e2e(const struct opts *o)
 	sh.ps = &ps;
 	pthread_t th;
 	bool started = false;
-	uint64_t received = 0, dup_or_stray = 0;
 	if (rc == 0) {
 		/* Let the consumer reach the end of the priming record first. */
 		uint64_t until = mono_ns() + 10ull * 1000000000u;
@@ -896,33 +936,21 @@ static int run_e2e(const struct opts *o)
 		sh.warm_end = sh.t0 + (uint64_t)(o->warmup_s * 1e9);
 		started = pthread_create(&th, NULL, e2e_producer, &sh) == 0;
 	}
-	uint64_t total = (uint64_t)((o->warmup_s + o->duration_s) * o->rate);
-	uint64_t idle_ns = (uint64_t)o->idle_ms * 1000000u, last_progress = mono_ns();
-	static rd_kafka_message_t *msgs[CONSUME_BATCH];
-	while (started && !g_stop && received < total) {
-		ssize_t got = rd_kafka_consume_batch_queue(c.q, 50, msgs, CONSUME_BATCH);
-		uint64_t now = mono_ns();
-		for (ssize_t i = 0; i < got; i++) {
-			rd_kafka_message_t *m = msgs[i];
-			if (!m->err && m->len >= LOAD_HDR_BYTES) {
-				const unsigned char *p = m->payload;
-				uint32_t mg;
-				memcpy(&mg, p, 4);
-				uint64_t seq = get_le64(p + 4), sent_at = get_le64(p + 12);
-				if (mg != LOAD_MAGIC || seq == UINT64_MAX || seq >= total) {
-					dup_or_stray++;
-				} else {
-					received++;
-					if (sent_at >= sh.warm_end)
-						hist_record(&lat, now > sent_at ? (now - sent_at) / 1000u : 0);
-				}
-				last_progress = now;
-			} else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && !err[0]) {
-				snprintf(err, sizeof(err), "fetch: %s", rd_kafka_message_errstr(m));
-			}
-			rd_kafka_message_destroy(m);
-		}
-		if (atomic_load(&sh.producer_done) && now - last_progress > idle_ns)
+	static struct e2e_recv rv;
+	rv.total = (uint64_t)((o->warmup_s + o->duration_s) * o->rate);
+	rv.warm_end = sh.warm_end;
+	rv.lat = &lat;
+	rv.err = err;
+	rv.err_len = sizeof(err);
+	uint64_t idle_ns = (uint64_t)o->idle_ms * 1000000u;
+	rv.last_progress = mono_ns();
+	/* consume_callback_queue hands over whatever has arrived as soon as
+	 * something has (consume_batch_queue would hold records back until its
+	 * batch is full or its timeout passes, and that wait would be counted
+	 * as latency). */
+	while (started && !g_stop && rv.received < rv.total) {
+		rd_kafka_consume_callback_queue(c.q, 20, e2e_on_record, &rv);
+		if (atomic_load(&sh.producer_done) && mono_ns() - rv.last_progress > idle_ns)
 			break;
 	}
 	if (started)
@@ -937,7 +965,7 @@ static int run_e2e(const struct opts *o)
 		",\"rate_target\":%.0f,\"sent\":%" PRIu64 ",\"records\":%" PRIu64 ",\"errors\":%" PRIu64
 		",\"missing\":%" PRIu64 ",\"stray\":%" PRIu64 ",\"seconds\":%.3f,\"msgs_per_s\":%.1f,"
 		"\"mb_per_s\":%.3f,",
-		o->rate, sent, received, ps.failed, sent > received ? sent - received : 0, dup_or_stray,
+		o->rate, sent, rv.received, ps.failed, sent > rv.received ? sent - rv.received : 0, rv.stray,
 		secs, (double)lat.total / secs, (double)lat.total * (double)o->record_bytes / 1048576.0 / secs);
 	hist_json(stdout, "latency_us", &lat);
 	fputc(',', stdout);
@@ -946,7 +974,7 @@ static int run_e2e(const struct opts *o)
 	json_str(stdout, sh.error[0] ? sh.error : err[0] ? err : ps.first_error);
 	fprintf(stdout, "}\n");
 	fflush(stdout);
-	bool ok = started && sent == total && received == total && ps.failed == 0;
+	bool ok = started && sent == rv.total && rv.received == rv.total && ps.failed == 0;
 	consumer_close(&c);
 	rd_kafka_destroy(prod);
 	return ok ? 0 : 1;
@@ -992,6 +1020,7 @@ static int run_probe(const struct opts *o)
 {
 	static struct prod_state ps;
 	hist_init(&ps.ack);
+	g_quiet = true;
 	uint64_t start = mono_ns();
 	double timeout_s = o->duration_s > 0 ? o->duration_s : 60;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();

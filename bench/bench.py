@@ -1,0 +1,953 @@
+"""bench.py - runs Tidemark and Apache Kafka side by side and reports both.
+
+Started by bench/run.sh (which installs what is needed and builds
+bin/tidemark and build/bench/tm-load).  It starts each broker on free
+loopback ports with the same settings, drives both with the same client
+(tm-load) and Kafka's Java perf tools, interleaving the repetitions
+(Tidemark, Kafka, Tidemark, Kafka ...) so that background load on a shared
+machine hits both alike, stops every process it started by its pid, and
+writes the table (stdout), bench/results/<stamp>-<mode>.json and .png, and
+in full mode docs/benchmarks.md.
+
+Environment (defaults for full / QUICK=1):
+  QUICK=1             every workload for a few seconds, Tidemark only
+  BENCH_SYSTEMS       tidemark,kafka / tidemark
+  BENCH_REPS          3 / 1        repetitions, the median is reported
+  BENCH_SECONDS       10 / 2       measured seconds of a timed workload
+  BENCH_WARMUP        2 / 0.5      warm-up seconds before each timed run
+  BENCH_BACKLOG_MB    2048 / 64    workload 3's backlog (MB = 2^20 bytes)
+  BENCH_E2E_RATE      5000         workload 4's messages per second
+  BENCH_E2E_LINGER_MS 1            producer linger in the latency workloads
+  BENCH_JAVA          1            run Kafka's ProducerPerformance / ConsumerPerformance
+  BENCH_ONLY          ""           comma list of workload ids to run (1..7)
+  BENCH_DATA_DIR      build/bench/data   broker data directories (removed at the end)
+  TIDEMARK_BIN, TM_LOAD, KAFKA_LIBS  where the programs are
+
+Exit status: 0 when every figure of every system that ran was measured
+(n/a ones excepted: features not built yet, cache drops not permitted);
+1 when a workload failed; 2 when the harness itself could not start.
+"""
+
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+QUICK = os.environ.get("QUICK", "") not in ("", "0")
+MODE = "quick" if QUICK else "full"
+
+
+def env_num(name, full, quick, cast=float):
+    v = os.environ.get(name)
+    if v not in (None, ""):
+        return cast(v)
+    return cast(quick if QUICK else full)
+
+
+SYSTEMS = [s for s in os.environ.get("BENCH_SYSTEMS", "tidemark" if QUICK else "tidemark,kafka")
+           .split(",") if s]
+REPS = env_num("BENCH_REPS", 3, 1, int)
+SECONDS = env_num("BENCH_SECONDS", 10, 2)
+WARMUP = env_num("BENCH_WARMUP", 2, 0.5)
+BACKLOG_MB = env_num("BENCH_BACKLOG_MB", 2048, 64, int)
+E2E_RATE = env_num("BENCH_E2E_RATE", 5000, 5000, int)
+E2E_LINGER_MS = env_num("BENCH_E2E_LINGER_MS", 1, 1, int)
+JAVA = os.environ.get("BENCH_JAVA", "1") != "0"
+ONLY = set(x for x in os.environ.get("BENCH_ONLY", "").split(",") if x)
+DATA = os.path.abspath(os.environ.get("BENCH_DATA_DIR", os.path.join(ROOT, "build", "bench", "data")))
+TIDEMARK_BIN = os.environ.get("TIDEMARK_BIN", os.path.join(ROOT, "bin", "tidemark"))
+TM_LOAD = os.environ.get("TM_LOAD", os.path.join(ROOT, "build", "bench", "tm-load"))
+KAFKA_VERSION = os.environ.get("KAFKA_VERSION", "4.1.1")
+KAFKA_LIBS = os.environ.get("KAFKA_LIBS", os.path.expanduser(
+    "~/.cache/tidemark/kafka-%s/libs" % KAFKA_VERSION))
+LOG4J = os.path.join(BENCH, "log4j2.xml")
+RESULTS = os.path.join(BENCH, "results")
+
+# The JVM flags of Kafka's own bin/kafka-server-start.sh and kafka-run-class.sh.
+KAFKA_JVM = ["-Xmx1G", "-Xms1G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+             "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+             "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true"]
+TOOLS_JVM = ["-Xmx512M", "-Djava.awt.headless=true"]
+
+START_TIMEOUT = {"tidemark": 20 if QUICK else 30, "kafka": 120}
+RUN_ID = uuid.uuid4().hex[:6]
+
+
+def log(msg):
+    sys.stderr.write("bench: %s\n" % msg)
+    sys.stderr.flush()
+
+
+def wanted(wid):
+    return not ONLY or wid in ONLY
+
+
+# ---- processes -------------------------------------------------------------
+
+STARTED = []  # every broker Popen, so that a crash or ^C still stops them
+
+
+def stop_pid(proc, grace_s=20):
+    """SIGTERM to the one process we started, SIGKILL after grace_s."""
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        return proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        return proc.wait(10)
+    except ProcessLookupError:
+        return proc.wait(1)
+
+
+def stop_all():
+    for p in STARTED:
+        stop_pid(p, 10)
+
+
+def free_ports(n):
+    """n distinct loopback ports that were free a moment ago."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def tail(path_or_text, n=8, is_path=True):
+    try:
+        if is_path:
+            with open(path_or_text, errors="replace") as f:
+                text = f.read()[-20000:]
+        else:
+            text = path_or_text or ""
+    except OSError:
+        return ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return " / ".join(lines[-n:])
+
+
+def read_proc(pid, name):
+    try:
+        with open("/proc/%d/%s" % (pid, name)) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pid):
+    ticks = report.parse_proc_stat_cpu_ticks(read_proc(pid, "stat"))
+    return None if ticks is None else ticks / float(os.sysconf("SC_CLK_TCK"))
+
+
+class RssSampler(threading.Thread):
+    """Peak VmRSS of one process, sampled every 100 ms while running."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.halt = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            rss = report.parse_proc_status(read_proc(self.pid, "status")).get("VmRSS", 0)
+            self.peak = max(self.peak, rss)
+            self.halt.wait(0.1)
+
+    def stop(self):
+        self.halt.set()
+        self.join(2)
+        return self.peak
+
+
+# ---- TLS material ----------------------------------------------------------
+
+def tls_material():
+    """A self-signed certificate for 127.0.0.1 and its key in one PEM file
+    (the keystore of both brokers) and the certificate alone (the clients'
+    CA).  None when openssl is missing."""
+    d = os.path.join(DATA, "tls")
+    pem, ca = os.path.join(d, "server.pem"), os.path.join(d, "ca.pem")
+    if os.path.exists(pem):
+        return pem, ca
+    os.makedirs(d, exist_ok=True)
+    key = os.path.join(d, "key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", ca, "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    with open(pem, "w") as out:
+        out.write(open(key).read())
+        out.write(open(ca).read())
+    return pem, ca
+
+
+# ---- clusters --------------------------------------------------------------
+
+class StartError(Exception):
+    pass
+
+
+class Node:
+    def __init__(self, system, node_id, base):
+        self.system, self.node_id = system, node_id
+        self.port, self.cport, self.sport = free_ports(3)
+        self.dir = os.path.join(base, "node%d" % node_id)
+        self.data = os.path.join(self.dir, "data")
+        self.props = os.path.join(self.dir, "server.properties")
+        self.log = os.path.join(self.dir, "broker.log")
+        self.proc, self.t0_ns = None, 0
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    """One to three nodes of one system, with the settings both share."""
+
+    def __init__(self, system, label, nodes=1, tls=False, flush_messages=None):
+        self.system, self.label, self.tls = system, label, tls
+        self.flush_messages = flush_messages
+        self.base = os.path.join(DATA, "%s-%s-%s" % (label, system, RUN_ID))
+        self.nodes = [Node(system, i + 1, self.base) for i in range(nodes)]
+        self.start_to_first_produce_s = None
+        self.tls_files = None
+        self.broken = None  # why it could not be (re)started
+
+    # -- configuration --
+    def properties(self, node):
+        n = len(self.nodes)
+        voters = ",".join("%d@127.0.0.1:%d" % (x.node_id, x.cport) for x in self.nodes)
+        listeners = ["PLAINTEXT://127.0.0.1:%d" % node.port, "CONTROLLER://127.0.0.1:%d" % node.cport]
+        advertised = ["PLAINTEXT://127.0.0.1:%d" % node.port]
+        if self.tls:
+            listeners.append("SSL://127.0.0.1:%d" % node.sport)
+            advertised.append("SSL://127.0.0.1:%d" % node.sport)
+        rf = 3 if n >= 3 else 1
+        p = [("process.roles", "broker,controller"), ("node.id", node.node_id),
+             ("controller.quorum.voters", voters), ("listeners", ",".join(listeners)),
+             ("advertised.listeners", ",".join(advertised)),
+             ("controller.listener.names", "CONTROLLER"),
+             ("inter.broker.listener.name", "PLAINTEXT"),
+             ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL"),
+             ("log.dirs", node.data), ("num.partitions", 1), ("auto.create.topics.enable", "true"),
+             ("default.replication.factor", rf), ("min.insync.replicas", 2 if n >= 3 else 1),
+             ("offsets.topic.replication.factor", rf), ("group.initial.rebalance.delay.ms", 0)]
+        if self.flush_messages is not None:
+            p.append(("log.flush.interval.messages", self.flush_messages))
+        if self.tls:
+            p += [("ssl.keystore.type", "PEM"), ("ssl.keystore.location", self.tls_files[0])]
+        if self.system == "kafka":
+            p += [("transaction.state.log.replication.factor", rf),
+                  ("transaction.state.log.min.isr", 2 if n >= 3 else 1),
+                  ("share.coordinator.state.topic.replication.factor", rf),
+                  ("share.coordinator.state.topic.min.isr", 2 if n >= 3 else 1)]
+        return "".join("%s=%s\n" % kv for kv in p)
+
+    def bootstrap(self, tls=None):
+        tls = self.tls if tls is None else tls
+        return ",".join("127.0.0.1:%d" % (n.sport if tls else n.port) for n in self.nodes)
+
+    def client_args(self, tls=None):
+        tls = self.tls if tls is None else tls
+        args = ["-b", self.bootstrap(tls)]
+        if tls:
+            args += ["-X", "security.protocol=ssl", "-X", "ssl.ca.location=%s" % self.tls_files[1]]
+        return args
+
+    def node_cmd(self, node):
+        if self.system == "tidemark":
+            return [TIDEMARK_BIN, node.props]
+        return (["java"] + KAFKA_JVM + ["-Dlog4j2.configurationFile=" + LOG4J,
+                                        "-cp", os.path.join(KAFKA_LIBS, "*"), "kafka.Kafka", node.props])
+
+    # -- life cycle --
+    def start(self):
+        """Starts every node on fresh data, then produces one record and
+        records the time from the first process start to its
+        acknowledgement.  Raises StartError with the reason."""
+        if self.tls:
+            self.tls_files = tls_material()
+            if not self.tls_files:
+                raise StartError("openssl could not make a certificate")
+        shutil.rmtree(self.base, ignore_errors=True)
+        for node in self.nodes:
+            os.makedirs(node.data, exist_ok=True)
+            with open(node.props, "w") as f:
+                f.write(self.properties(node))
+        if self.system == "kafka":
+            self._kafka_format()
+        elif not os.access(TIDEMARK_BIN, os.X_OK):
+            raise StartError("%s was not built" % os.path.relpath(TIDEMARK_BIN, ROOT))
+        t0 = None
+        for node in self.nodes:
+            logf = open(node.log, "w")
+            node.t0_ns = time.time_ns()
+            t0 = t0 or node.t0_ns
+            node.proc = subprocess.Popen(self.node_cmd(node), stdout=logf, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            logf.close()
+            STARTED.append(node.proc)
+        timeout = START_TIMEOUT[self.system] * (2 if len(self.nodes) > 1 else 1)
+        r = run_tm_load(self, "probe", ["-t", "bench-probe", "-d", str(timeout)], timeout + 15)
+        if isinstance(r, str):
+            self.stop()
+            raise StartError(r)
+        self.start_to_first_produce_s = (r["ack_unix_ns"] - t0) / 1e9
+
+    def _kafka_format(self):
+        cp = os.path.join(KAFKA_LIBS, "*")
+        if not os.path.isdir(KAFKA_LIBS):
+            raise StartError("Kafka's jars are not in %s (deploy/install-deps.sh test)" % KAFKA_LIBS)
+        cluster_id = subprocess.run(["java", "-cp", cp, "kafka.tools.StorageTool", "random-uuid"],
+                                    capture_output=True, text=True, timeout=60).stdout.strip().split()[-1]
+        procs = [subprocess.Popen(["java", "-Xmx256M", "-cp", cp, "kafka.tools.StorageTool", "format",
+                                   "-t", cluster_id, "-c", n.props],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for n in self.nodes]
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            if p.returncode != 0:
+                raise StartError("kafka-storage format: %s" % tail(out, 3, False))
+
+    def alive(self):
+        return all(n.alive() for n in self.nodes)
+
+    def death_note(self):
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is not None:
+                return "%s node %d exited with status %s (%s)" % (
+                    self.system, n.node_id, n.proc.returncode, tail(n.log, 4))
+        return ""
+
+    def stop(self):
+        """SIGTERM to every node at once (a KRaft quorum whose peers leave
+        one by one waits for them), then waits for each by pid."""
+        notes = []
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                try:
+                    os.kill(n.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for n in self.nodes:
+            if n.proc is not None:
+                rc = stop_pid(n.proc)
+                if n.proc in STARTED:
+                    STARTED.remove(n.proc)
+                if rc not in (0, -signal.SIGTERM, 143):
+                    notes.append("node %d stopped with status %s" % (n.node_id, rc))
+        return notes
+
+    def ensure(self):
+        """Restarts a cluster whose process died (fresh data), once."""
+        if self.alive():
+            return None
+        if self.broken:
+            return self.broken
+        why = self.death_note() if any(n.proc for n in self.nodes) else ""
+        try:
+            self.stop()
+            self.start()
+            if why:
+                log("%s restarted after: %s" % (self.system, why))
+            return None
+        except StartError as e:
+            self.broken = "could not start %s: %s" % (self.system, e)
+            return self.broken
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+# ---- tools -----------------------------------------------------------------
+
+def run_tm_load(cluster, mode, args, timeout, tls=None):
+    """Runs tm-load against the cluster: its JSON dict, or a string saying
+    why it failed."""
+    cmd = [TM_LOAD, mode] + cluster.client_args(tls) + args
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        obj = report.parse_tm_load(out)
+        return "tm-load %s timed out after %ds%s" % (mode, timeout, (": " + obj["error"]) if obj and obj.get("error") else "")
+    obj = report.parse_tm_load(p.stdout)
+    if p.returncode == 0 and obj:
+        return obj
+    why = (obj or {}).get("error") or tail(p.stderr, 3, False) or "exit status %d" % p.returncode
+    if obj and mode in ("produce", "e2e") and obj.get("errors"):
+        why = "%d of %d records failed: %s" % (obj["errors"], obj.get("sent", 0), why)
+    if not cluster.alive():
+        why = cluster.death_note() + "; " + why
+    return "tm-load %s: %s" % (mode, why)
+
+
+def run_java(cluster, main_class, args, timeout):
+    """A Kafka perf tool: its stdout, or a string 'ERROR: ...'."""
+    cmd = (["java"] + TOOLS_JVM + ["-Dlog4j2.configurationFile=" + LOG4J, "-cp",
+                                   os.path.join(KAFKA_LIBS, "*"), main_class] + args)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "%s timed out after %ds" % (main_class.rsplit(".", 1)[-1], timeout)
+    if p.returncode != 0:
+        return None, "%s exit %d: %s" % (main_class.rsplit(".", 1)[-1], p.returncode,
+                                          tail(p.stderr + p.stdout, 3, False))
+    return p.stdout, None
+
+
+def drop_caches():
+    """Empties the page cache; returns None or why it could not."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return None
+    except OSError as e:
+        return "drop_caches not permitted here (%s): cold page cache not measured, warm only" % e.strerror
+
+
+def topic(name, system, rep=0):
+    return "%s-%s-r%d-%s" % (name, system, rep, RUN_ID)
+
+
+# ---- workloads -------------------------------------------------------------
+
+def for_each(clusters, fn):
+    """fn(system, cluster) per system; a cluster that cannot be (re)started
+    gives its reason instead."""
+    out = {}
+    for s, c in clusters.items():
+        why = c.ensure()
+        out[s] = why if why else fn(s, c)
+    return out
+
+
+def figures(runs_by_system, key, scale=1.0):
+    """{system: FIGURE} from {system: [run dict | error string, ...]}."""
+    out = {}
+    for s, runs in runs_by_system.items():
+        fig = report.from_runs(runs, key)
+        if fig["status"] == "ok":
+            fig["value"] *= scale
+            fig["runs"] = [v * scale for v in fig["runs"]]
+        out[s] = fig
+    return out
+
+
+def fill(figs, reason=None):
+    """Both systems present: a system that did not run is 'skipped'."""
+    for s in ("tidemark", "kafka"):
+        if s not in figs:
+            figs[s] = report.skipped(reason or ("not run in %s mode" % MODE))
+    return figs
+
+
+def W(wid, title, metrics):
+    return {"id": wid, "title": title, "metrics": metrics}
+
+
+def M(name, unit, better, target, figs):
+    figs = fill(dict(figs))
+    return report.metric(name, unit, better, target, figs["tidemark"], figs["kafka"])
+
+
+def produce_args(t, size, partitions, acks, seconds=None, count=None, warmup=0, linger=None):
+    a = ["-t", t, "-s", str(size), "-P", str(partitions), "-a", str(acks)]
+    if count:
+        a += ["-n", str(count)]
+    else:
+        a += ["-d", str(seconds), "-w", str(warmup)]
+    if linger is not None:
+        a += ["-l", str(linger)]
+    return a
+
+
+def timed_limit(seconds):
+    return int(WARMUP + seconds + 90)
+
+
+def workload_1(clusters, w6):
+    """Produce throughput; also feeds workload 6 (RSS under load, CPU/GiB)."""
+    runs = {s: [] for s in clusters}
+    rss_peak = {s: 0 for s in clusters}
+    cpu = {s: [0.0, 0] for s in clusters}  # CPU seconds, bytes
+    for rep in range(REPS):
+        def one(s, c):
+            pid = c.nodes[0].pid
+            sampler = RssSampler(pid)
+            sampler.start()
+            cpu0 = cpu_seconds(pid)
+            r = run_tm_load(c, "produce", produce_args(topic("w1", s, rep), 1024, 1, 1, SECONDS,
+                                                        warmup=WARMUP), timed_limit(SECONDS))
+            cpu1 = cpu_seconds(pid)
+            peak = sampler.stop()
+            hwm = report.parse_proc_status(read_proc(pid, "status")).get("VmHWM", 0)
+            if not isinstance(r, str):
+                rss_peak[s] = max(rss_peak[s], peak, hwm)
+                if cpu0 is not None and cpu1 is not None:
+                    cpu[s][0] += cpu1 - cpu0
+                    cpu[s][1] += r.get("total_bytes", r["bytes"])
+            return r
+        for s, r in for_each(clusters, one).items():
+            runs[s].append(r)
+    w6["rss_load"] = {}
+    w6["cpu_per_gib"] = {}
+    for s in clusters:
+        bad = [r for r in runs[s] if isinstance(r, str)]
+        if bad:
+            w6["rss_load"][s] = w6["cpu_per_gib"][s] = report.failed("workload 1 failed: " + bad[0])
+            continue
+        w6["rss_load"][s] = report.ok(rss_peak[s] / report.MB)
+        gib = cpu[s][1] / (1024.0 ** 3)
+        w6["cpu_per_gib"][s] = (report.ok(cpu[s][0] / gib, cpu_seconds=cpu[s][0], gib=gib)
+                                if gib > 0 else report.failed("nothing produced"))
+    return [M("throughput", "MB/s", "higher", 1.5, figures(runs, "mb_per_s")),
+            M("records", "msgs/s", "higher", 1.5, figures(runs, "msgs_per_s")),
+            M("p99 send-to-ack", "ms", "lower", None, figures(runs, "latency_us.p99", 1e-3))]
+
+
+def workload_1_java(clusters):
+    count = 20000 if QUICK else 500000
+    runs = {}
+
+    def one(s, c):
+        t = topic("w1java", s)
+        made = run_tm_load(c, "create", ["-t", t, "-P", "1"], 60)
+        if isinstance(made, str):
+            return made
+        out, err = run_java(c, "org.apache.kafka.tools.ProducerPerformance",
+                            ["--topic", t, "--num-records", str(count), "--record-size", "1024",
+                             "--throughput", "-1", "--producer-props", "bootstrap.servers=" + c.bootstrap(),
+                             "acks=1"], 60 if QUICK else 300)
+        if err:
+            return err
+        parsed = report.parse_producer_performance(out)
+        return parsed or "ProducerPerformance printed no summary: " + tail(out, 2, False)
+
+    for s, r in for_each(clusters, one).items():
+        runs[s] = [r]
+    return [M("throughput (Java client)", "MB/s", "higher", 1.5, figures(runs, "mb_per_s")),
+            M("p99 send-to-ack (Java client)", "ms", "lower", None, figures(runs, "latency_ms.p99"))]
+
+
+def workload_1_fsync():
+    """Workload 1 with an fsync after every append on both brokers."""
+    clusters, figs_err = start_clusters("w1fsync", flush_messages=1)
+    runs = {s: [] for s in clusters}
+    reps = max(1, min(REPS, 2))
+    for rep in range(reps):
+        for s, r in for_each(clusters, lambda s, c: run_tm_load(
+                c, "produce", produce_args(topic("w1f", s, rep), 1024, 1, 1, SECONDS, warmup=WARMUP),
+                timed_limit(SECONDS))).items():
+            runs[s].append(r)
+    stop_clusters(clusters)
+    figs = figures(runs, "mb_per_s")
+    figs.update(figs_err)
+    return [M("throughput, log.flush.interval.messages=1", "MB/s", "higher", None, figs)]
+
+
+def workload_2(clusters):
+    runs = {s: [] for s in clusters}
+    for rep in range(REPS):
+        for s, r in for_each(clusters, lambda s, c: run_tm_load(
+                c, "produce", produce_args(topic("w2", s, rep), 100, 6, 1, SECONDS, warmup=WARMUP),
+                timed_limit(SECONDS))).items():
+            if not isinstance(r, str) and r.get("partitions") != 6:
+                r = "wanted 6 partitions, the topic has %s (%s)" % (r.get("partitions"), r.get("error"))
+            runs[s].append(r)
+    return [M("record rate", "msgs/s", "higher", 1.5, figures(runs, "msgs_per_s")),
+            M("throughput", "MB/s", "higher", None, figures(runs, "mb_per_s"))]
+
+
+def workload_3(clusters):
+    records = BACKLOG_MB * 1024
+    made, topics = {}, {}  # made: None when the backlog is there, else why not
+    for s, c in clusters.items():
+        why = c.ensure()
+        if why:
+            made[s] = why
+            continue
+        t = topic("w3", s)
+        r = run_tm_load(c, "produce", ["-t", t, "-s", "1024", "-P", "1", "-a", "1", "-n", str(records)],
+                        int(120 + BACKLOG_MB / 10))
+        made[s] = r if isinstance(r, str) else None
+        topics[s] = t
+        log("%s: backlog of %d MB in %s" % (s, BACKLOG_MB, t) if not isinstance(r, str) else r)
+
+    def consume(s, c):
+        if not made[s]:
+            return run_tm_load(c, "consume", ["-t", topics[s], "-n", str(records), "-i", "15000"],
+                               int(120 + BACKLOG_MB / 10))
+        return made[s]
+
+    warm = {s: [] for s in clusters}
+    consume_all = lambda: for_each(clusters, consume)  # noqa: E731
+    for _ in range(REPS):
+        for s, r in consume_all().items():
+            warm[s].append(r)
+    cold = {s: [] for s in clusters}
+    cold_na = None
+    for _ in range(REPS):
+        for s, c in clusters.items():
+            cold_na = drop_caches()
+            if cold_na:
+                break
+            cold[s].append(consume(s, c) if not c.ensure() else c.broken)
+        if cold_na:
+            break
+    java = {}
+    if JAVA:
+        def jc(s, c):
+            if made[s]:
+                return made[s]
+            out, err = run_java(c, "org.apache.kafka.tools.ConsumerPerformance",
+                                ["--bootstrap-server", c.bootstrap(), "--topic", topics[s],
+                                 "--messages", str(records), "--timeout", "30000"],
+                                int(120 + BACKLOG_MB / 10))
+            if err:
+                return err
+            parsed = report.parse_consumer_performance(out)
+            if parsed and parsed["records"] < records:
+                return "ConsumerPerformance read %d of %d records" % (parsed["records"], records)
+            return parsed or "ConsumerPerformance printed no result: " + tail(out, 2, False)
+        java = {s: [r] for s, r in for_each(clusters, jc).items()}
+    cold_figs = ({s: report.not_available(cold_na) for s in clusters} if cold_na
+                 else figures(cold, "mb_per_s"))
+    out = [M("warm page cache", "MB/s", "higher", 1.5, figures(warm, "mb_per_s")),
+           M("cold page cache", "MB/s", "higher", 1.5, cold_figs)]
+    if JAVA:
+        out.append(M("warm, Java ConsumerPerformance", "MB/s", "higher", 1.5, figures(java, "mb_per_s")))
+    return out
+
+
+def e2e_args(t, acks="all", partitions=1):
+    return ["-t", t, "-s", "1024", "-P", str(partitions), "-a", acks, "-r", str(E2E_RATE),
+            "-d", str(SECONDS), "-w", str(max(WARMUP, 1)), "-l", str(E2E_LINGER_MS), "-i", "10000"]
+
+
+def latency_metrics(runs, prefix=""):
+    return [M(prefix + "p50", "ms", "lower", None, figures(runs, "latency_us.p50", 1e-3)),
+            M(prefix + "p99", "ms", "lower", 0.5, figures(runs, "latency_us.p99", 1e-3)),
+            M(prefix + "p99.9", "ms", "lower", None, figures(runs, "latency_us.p999", 1e-3)),
+            M(prefix + "max", "ms", "lower", None, figures(runs, "latency_us.max", 1e-3))]
+
+
+def workload_4(clusters, tls=None):
+    runs = {s: [] for s in clusters}
+    for rep in range(REPS):
+        for s, r in for_each(clusters, lambda s, c: run_tm_load(
+                c, "e2e", e2e_args(topic("w4", s, rep)), timed_limit(SECONDS), tls)).items():
+            runs[s].append(r)
+    return runs
+
+
+def workload_5():
+    """Three nodes, RF=3, min.insync.replicas=2, acks=all."""
+    clusters, na = start_clusters("w5", nodes=3, feature="replication")
+    thr = {s: [] for s in clusters}
+    lat = {s: [] for s in clusters}
+    topics = {}
+    for s, c in clusters.items():
+        t = topic("w5", s)
+        r = run_tm_load(c, "create", ["-t", t, "-P", "1", "-R", "3", "-C", "min.insync.replicas=2"], 60)
+        if isinstance(r, str):
+            if s == "tidemark":
+                na[s] = report.not_available("replication not available yet: " + r)
+            else:
+                na[s] = report.failed(r)
+        topics[s] = t
+    live = {s: c for s, c in clusters.items() if s not in na}
+    for rep in range(REPS):
+        for s, r in for_each(live, lambda s, c: run_tm_load(
+                c, "produce", produce_args(topics[s], 1024, 1, "all", SECONDS, warmup=WARMUP),
+                timed_limit(SECONDS))).items():
+            thr[s].append(r)
+        for s, r in for_each(live, lambda s, c: run_tm_load(
+                c, "e2e", e2e_args(topic("w5e2e", s, rep)), timed_limit(SECONDS))).items():
+            lat[s].append(r)
+    stop_clusters(clusters)
+    tf = figures({s: thr[s] for s in live}, "mb_per_s")
+    lf = figures({s: lat[s] for s in live}, "latency_us.p99", 1e-3)
+    tf.update(na)
+    lf.update(na)
+    return [M("acks=all throughput", "MB/s", "higher", 1.5, tf),
+            M("e2e p99 at %d msg/s" % E2E_RATE, "ms", "lower", 0.5, lf)]
+
+
+def workload_7():
+    """Workloads 1 and 4 over TLS."""
+    clusters, na = start_clusters("w7", tls=True, feature="TLS")
+    thr = {s: [] for s in clusters}
+    for rep in range(REPS):
+        for s, r in for_each(clusters, lambda s, c: run_tm_load(
+                c, "produce", produce_args(topic("w7", s, rep), 1024, 1, 1, SECONDS, warmup=WARMUP),
+                timed_limit(SECONDS))).items():
+            thr[s].append(r)
+    lat = workload_4(clusters)
+    stop_clusters(clusters)
+    tf = figures(thr, "mb_per_s")
+    lf = figures(lat, "latency_us.p99", 1e-3)
+    tf.update(na)
+    lf.update(na)
+    return [M("TLS produce throughput", "MB/s", "higher", 1.5, tf),
+            M("TLS e2e p99 at %d msg/s" % E2E_RATE, "ms", "lower", 0.5, lf)]
+
+
+def start_clusters(label, nodes=1, tls=False, flush_messages=None, feature=None):
+    """Starts one cluster per system; ({system: Cluster}, {system: FIGURE})
+    where the second holds why a system could not start: for Tidemark and a
+    named feature that has not landed, 'n/a'; otherwise 'failed'."""
+    clusters, errs = {}, {}
+    for s in SYSTEMS:
+        c = Cluster(s, label, nodes, tls, flush_messages)
+        try:
+            c.start()
+            clusters[s] = c
+            log("%s %s: up in %.2fs" % (s, label, c.start_to_first_produce_s))
+        except StartError as e:
+            c.destroy()
+            if s == "tidemark" and feature:
+                errs[s] = report.not_available("%s not available yet: %s" % (feature, e))
+            else:
+                errs[s] = report.failed("could not start: %s" % e)
+    return clusters, errs
+
+
+def stop_clusters(clusters):
+    for c in clusters.values():
+        for note in c.stop():
+            log("%s: %s" % (c.system, note))
+        c.destroy()
+
+
+# ---- machine ---------------------------------------------------------------
+
+def machine_info():
+    info = {"nproc": os.cpu_count(), "kernel": os.uname().release}
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / 1024.0 / 1024.0, 1)
+    except OSError:
+        pass
+    try:
+        df = subprocess.run(["df", "-P", "-T", DATA], capture_output=True, text=True).stdout.splitlines()[-1].split()
+        dev, fstype, size_k = df[0], df[1], int(df[2])
+        name = os.path.basename(dev)
+        rot = open("/sys/block/%s/queue/rotational" % name).read().strip() if os.path.exists(
+            "/sys/block/%s/queue/rotational" % name) else "?"
+        kind = {"0": "non-rotational", "1": "rotational"}.get(rot, "unknown kind")
+        info["disk"] = "%s (%s, %s, %.0f GiB)" % (dev, fstype, kind, size_k / 1024.0 / 1024.0)
+    except (OSError, IndexError, ValueError):
+        info["disk"] = "?"
+    return info
+
+
+def physical_limits():
+    """iperf3 single-stream loopback, fio sequential writes in DATA."""
+    out = {}
+    if shutil.which("iperf3"):
+        port = free_ports(1)[0]
+        srv = subprocess.Popen(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        try:
+            r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "5", "-J"],
+                               capture_output=True, text=True, timeout=30)
+            out["loopback_mb_per_s"] = report.parse_iperf3(r.stdout)
+        except subprocess.TimeoutExpired:
+            out["loopback_mb_per_s_error"] = "iperf3 timed out"
+        stop_pid(srv, 5)
+    else:
+        out["loopback_mb_per_s_error"] = "iperf3 not installed"
+    if shutil.which("fio"):
+        d = os.path.join(DATA, "fio")
+        os.makedirs(d, exist_ok=True)
+        for key, extra, size in (("disk_seq_write_mb_per_s", ["--end_fsync=1"], "1G"),
+                                 ("disk_seq_write_fdatasync_mb_per_s", ["--fdatasync=1"], "256M")):
+            try:
+                r = subprocess.run(["fio", "--name=seqwrite", "--directory=" + d, "--rw=write", "--bs=1M",
+                                    "--size=" + size, "--ioengine=psync", "--output-format=json"] + extra,
+                                   capture_output=True, text=True, timeout=180)
+                out[key] = report.parse_fio(r.stdout)
+            except subprocess.TimeoutExpired:
+                out[key + "_error"] = "fio timed out"
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        out["disk_seq_write_mb_per_s_error"] = "fio not installed"
+    return out
+
+
+def tidemark_flush_policy(cluster):
+    """What Tidemark's log says about its flush policy, if anything."""
+    if not cluster:
+        return "unknown (Tidemark did not start)"
+    try:
+        lines = [ln.strip() for ln in open(cluster.nodes[0].log, errors="replace") if "flush" in ln.lower()]
+    except OSError:
+        lines = []
+    return lines[0][:200] if lines else "its built-in default (its start-up log does not state it)"
+
+
+def librdkafka_version():
+    r = subprocess.run(["pkg-config", "--modversion", "rdkafka"], capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
+# ---- main ------------------------------------------------------------------
+
+def main():
+    started = datetime.datetime.now()
+    stamp = started.strftime("%Y-%m-%d-%H%M%S")
+    os.makedirs(DATA, exist_ok=True)
+    os.makedirs(RESULTS, exist_ok=True)
+    if not os.access(TM_LOAD, os.X_OK):
+        log("%s is missing (bench/run.sh builds it)" % TM_LOAD)
+        return 2
+    result = {"mode": MODE, "started": started.isoformat(timespec="seconds"), "machine": machine_info(),
+              "systems": SYSTEMS, "settings": {}, "workloads": []}
+    log("%s run of %s: %d reps, %gs each after %gs warm-up" % (MODE, ",".join(SYSTEMS), REPS, SECONDS, WARMUP))
+    if not QUICK:
+        result["limits"] = physical_limits()
+    w6 = {}
+    ws = result["workloads"]
+
+    clusters, start_errs = start_clusters("main")
+    w6["start"] = {s: report.ok(c.start_to_first_produce_s) for s, c in clusters.items()}
+    w6["start"].update(start_errs)
+    time.sleep(2 if QUICK else 5)
+    w6["rss_idle"] = {s: report.ok(report.parse_proc_status(read_proc(c.nodes[0].pid, "status"))
+                                   .get("VmRSS", 0) / report.MB) for s, c in clusters.items()}
+    w6["rss_idle"].update(start_errs)
+    result["settings"] = {
+        "kafka_version": KAFKA_VERSION, "librdkafka": librdkafka_version(), "reps": REPS,
+        "seconds": SECONDS, "warmup_s": WARMUP, "backlog_mb": BACKLOG_MB, "e2e_rate": E2E_RATE,
+        "e2e_linger_ms": E2E_LINGER_MS, "kafka_jvm": " ".join(KAFKA_JVM),
+        "tidemark_flush_default": tidemark_flush_policy(clusters.get("tidemark")),
+        "notes": [
+            "one node (KRaft, broker and controller roles) unless stated, num.partitions=1, "
+            "topics made by CreateTopics with the partitions each workload names",
+            "log.flush.interval.messages and log.flush.interval.ms unset: each broker's default flush "
+            "policy (Kafka: no fsync per write, the OS writes back). Tidemark's: %s" %
+            tidemark_flush_policy(clusters.get("tidemark")),
+            "row 1-fsync sets log.flush.interval.messages=1 on both",
+            "data directories on the same disk (%s)" % DATA,
+            "Kafka JVM: %s" % " ".join(KAFKA_JVM),
+            "tm-load: librdkafka %s defaults unless stated; latency workloads use linger.ms=%d"
+            % (librdkafka_version(), E2E_LINGER_MS),
+        ]}
+    for s, fig in start_errs.items():
+        log("%s: %s" % (s, fig.get("error")))
+
+    def add(wid, title, metrics):
+        # A system that could not start has its reason in every row.
+        for mm in metrics:
+            for s, fig in start_errs.items():
+                mm[s] = fig
+        ws.append(W(wid, title, metrics))
+
+    if wanted("1"):
+        log("workload 1: produce throughput")
+        add("1", "produce, 1 KiB, 1 partition, acks=1", workload_1(clusters, w6))
+        if JAVA:
+            add("1-java", "ProducerPerformance, 1 KiB, acks=1", workload_1_java(clusters))
+    if wanted("2"):
+        log("workload 2: produce message rate")
+        add("2", "produce, 100 B, 6 partitions, acks=1", workload_2(clusters))
+    if wanted("3"):
+        log("workload 3: consume a %d MB backlog" % BACKLOG_MB)
+        size = "%d GiB" % (BACKLOG_MB // 1024) if BACKLOG_MB % 1024 == 0 else "%d MB" % BACKLOG_MB
+        add("3", "consume a %s backlog" % size, workload_3(clusters))
+    if wanted("4"):
+        log("workload 4: end-to-end latency at %d msg/s" % E2E_RATE)
+        add("4", "end-to-end, %d msg/s, 1 KiB, acks=all" % E2E_RATE, latency_metrics(workload_4(clusters)))
+    if wanted("6"):
+        m = [M("RSS idle", "MiB", "lower", 0.1, w6["rss_idle"])]
+        if "rss_load" in w6:
+            m.append(M("RSS peak under workload 1", "MiB", "lower", 0.1, w6["rss_load"]))
+        m.append(M("start to first acknowledged produce", "s", "lower", 0.05, w6["start"]))
+        if "cpu_per_gib" in w6:
+            m.append(M("broker CPU per GiB produced", "CPU s/GiB", "lower", None, w6["cpu_per_gib"]))
+        ws.append(W("6", "footprint", m))
+    stop_clusters(clusters)
+
+    if wanted("1") and not QUICK:
+        log("workload 1-fsync: log.flush.interval.messages=1")
+        ws.append(W("1-fsync", "produce, 1 KiB, fsync per append", workload_1_fsync()))
+    if wanted("5"):
+        log("workload 5: three nodes, RF=3")
+        ws.append(W("5", "3 nodes, RF=3, min.insync.replicas=2, acks=all", workload_5()))
+    if wanted("7"):
+        log("workload 7: TLS")
+        ws.append(W("7", "TLS: produce (1) and end-to-end (4)", workload_7()))
+
+    # Order rows as the issue numbers them.
+    order = ["1", "1-java", "1-fsync", "2", "3", "4", "5", "6", "7"]
+    ws.sort(key=lambda w: order.index(w["id"]) if w["id"] in order else 99)
+
+    table = report.render_markdown(result)
+    print("\n## Tidemark / Apache Kafka, %s run, %s\n" % (MODE, result["started"]))
+    print(table)
+    path = os.path.join(RESULTS, "%s-%s.json" % (stamp, MODE))
+    chart = report.write_chart(result, path[:-5] + ".png")
+    result["chart"] = os.path.relpath(chart, ROOT) if chart else None
+    report.write_json(result, path)
+    log("results: %s%s" % (os.path.relpath(path, ROOT), (", chart: " + result["chart"]) if chart else
+                           " (no chart: matplotlib is not installed)"))
+    if not QUICK and not ONLY:
+        report.update_doc(result, os.path.join(ROOT, "docs", "benchmarks.md"), chart)
+        log("docs/benchmarks.md updated")
+
+    bad = []
+    for s in SYSTEMS:
+        bad += [(s,) + f for f in report.failures(result, s)]
+    if bad:
+        for s, wid, name, err in bad:
+            log("FAILED: %s workload %s %s: %s" % (s, wid, name, err))
+        return 1
+    log("every workload ran")
+    return 0
+
+
+def _on_signal(sig, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        rc = main()
+    except KeyboardInterrupt:
+        rc = 130
+    finally:
+        stop_all()
+    sys.exit(rc)

@@ -1,0 +1,473 @@
+"""report.py - the benchmark's arithmetic and presentation, kept apart from
+the process handling in bench.py so that it can be unit tested
+(bench/test_report.py): parsing what the load tools print, medians, the
+Tidemark/Kafka ratio and whether it meets the target, the Markdown table,
+the results JSON, the PNG chart and docs/benchmarks.md.
+
+Standard library only; matplotlib is used for the chart when importable.
+
+A result is a dict:
+  {"mode": "quick"|"full", "started": ISO time, "machine": {...},
+   "settings": {...}, "workloads": [WORKLOAD, ...]}
+WORKLOAD:
+  {"id": "1", "title": "...", "metrics": [METRIC, ...]}
+METRIC:
+  {"name": "throughput", "unit": "MB/s", "better": "higher"|"lower",
+   "target": 1.5 or None,     # the ratio Tidemark/Kafka should reach
+   "tidemark": FIGURE, "kafka": FIGURE, "ratio": float or None}
+FIGURE:
+  {"status": "ok", "value": float, "runs": [float, ...], "detail": {...}}
+  {"status": "failed", "error": "..."}      # the workload ran and broke
+  {"status": "n/a", "reason": "..."}        # not available yet / not permitted
+  {"status": "skipped", "reason": "..."}    # not part of this mode
+
+The ratio is always Tidemark / Kafka.  For "higher" metrics the target is met
+when ratio >= target; for "lower" metrics when ratio <= target (a target of
+0.5 for latency means "at most half of Kafka's").  The verdict is reported,
+never asserted: numbers live in reports.
+"""
+
+import json
+import math
+import os
+import re
+
+MB = 1048576.0  # MB = 2^20 bytes, as Kafka's perf tools count
+
+
+# ---- parsing ---------------------------------------------------------------
+
+def parse_tm_load(text):
+    """The last JSON object printed by tm-load in text, or None."""
+    found = None
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and obj.get("tool") == "tm-load":
+            found = obj
+    return found
+
+
+_PP_FINAL = re.compile(
+    r"(?P<records>\d+) records sent, (?P<rps>[\d.]+) records/sec \((?P<mbps>[\d.]+) MB/sec\), "
+    r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, "
+    r"(?P<p50>[\d.]+) ms 50th, (?P<p95>[\d.]+) ms 95th, (?P<p99>[\d.]+) ms 99th, "
+    r"(?P<p999>[\d.]+) ms 99.9th")
+
+
+def parse_producer_performance(text):
+    """The summary line of Kafka's ProducerPerformance, or None.
+
+    '300000 records sent, 17160.5 records/sec (16.76 MB/sec), 1496.37 ms avg
+    latency, 2497.00 ms max latency, 1420 ms 50th, 2296 ms 95th, 2407 ms 99th,
+    2478 ms 99.9th.'  (its MB is 2^20 bytes, like ours)"""
+    found = None
+    for line in (text or "").splitlines():
+        m = _PP_FINAL.search(line)
+        if m:
+            found = {
+                "records": int(m.group("records")),
+                "msgs_per_s": float(m.group("rps")),
+                "mb_per_s": float(m.group("mbps")),
+                "latency_ms": {k: float(m.group(k)) for k in ("avg", "max", "p50", "p95", "p99", "p999")},
+            }
+    return found
+
+
+_CP_HEADER = "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec"
+
+
+def parse_consumer_performance(text):
+    """The data row under ConsumerPerformance's CSV header, or None.
+
+    header: start.time, end.time, data.consumed.in.MB, MB.sec,
+            data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms,
+            fetch.MB.sec, fetch.nMsg.sec"""
+    lines = (text or "").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip().startswith(_CP_HEADER):
+            continue
+        names = [n.strip() for n in line.split(",")]
+        for row in lines[i + 1:]:
+            cells = [c.strip() for c in row.split(",")]
+            if len(cells) != len(names):
+                continue
+            rec = dict(zip(names, cells))
+            try:
+                out = {
+                    "mb": float(rec["data.consumed.in.MB"]),
+                    "mb_per_s": float(rec["MB.sec"]),
+                    "records": int(float(rec["data.consumed.in.nMsg"])),
+                    "msgs_per_s": float(rec["nMsg.sec"]),
+                }
+                if "fetch.MB.sec" in rec:
+                    out["fetch_mb_per_s"] = float(rec["fetch.MB.sec"])
+                    out["fetch_msgs_per_s"] = float(rec["fetch.nMsg.sec"])
+                    out["rebalance_ms"] = float(rec["rebalance.time.ms"])
+                return out
+            except (KeyError, ValueError):
+                continue
+    return None
+
+
+def parse_proc_status(text):
+    """VmRSS and VmHWM in bytes from /proc/PID/status text."""
+    out = {}
+    for line in (text or "").splitlines():
+        for key in ("VmRSS", "VmHWM"):
+            if line.startswith(key + ":"):
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    out[key] = int(parts[1]) * 1024  # the kernel says kB = 1024 bytes
+    return out
+
+
+def parse_proc_stat_cpu_ticks(text):
+    """utime + stime (clock ticks) from /proc/PID/stat; the command name may
+    hold spaces and parentheses, so fields are counted after the last ')'."""
+    if not text or ")" not in text:
+        return None
+    rest = text[text.rindex(")") + 1:].split()
+    # rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    if len(rest) < 13:
+        return None
+    return int(rest[11]) + int(rest[12])
+
+
+def parse_iperf3(text):
+    """Receiver throughput of an iperf3 -J run, in MB/s (2^20 bytes)."""
+    try:
+        obj = json.loads(text)
+        bps = obj["end"]["sum_received"]["bits_per_second"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return bps / 8.0 / MB
+
+
+def parse_fio(text):
+    """Write bandwidth of a fio --output-format=json run, in MB/s (2^20)."""
+    start = (text or "").find("{")
+    if start < 0:
+        return None
+    try:
+        obj = json.loads(text[start:])
+        kib_s = obj["jobs"][0]["write"]["bw"]  # fio's bw is KiB/s
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return kib_s / 1024.0
+
+
+# ---- arithmetic ------------------------------------------------------------
+
+def median(values):
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    n = len(vals)
+    mid = n // 2
+    return float(vals[mid]) if n % 2 else (vals[mid - 1] + vals[mid]) / 2.0
+
+
+def ratio(tidemark, kafka):
+    """Tidemark / Kafka, or None when either is missing or Kafka's is 0."""
+    if tidemark is None or kafka is None:
+        return None
+    if kafka == 0:
+        return None
+    return float(tidemark) / float(kafka)
+
+
+def verdict(r, better, target):
+    """'met', 'missed', or '' when there is no ratio or no target."""
+    if r is None or target is None:
+        return ""
+    if better == "higher":
+        return "met" if r >= target else "missed"
+    return "met" if r <= target else "missed"
+
+
+def ok(value, runs=None, **detail):
+    return {"status": "ok", "value": value, "runs": list(runs or [value]), "detail": detail}
+
+
+def failed(error):
+    return {"status": "failed", "error": str(error)[:500]}
+
+
+def not_available(reason):
+    return {"status": "n/a", "reason": reason}
+
+
+def skipped(reason):
+    return {"status": "skipped", "reason": reason}
+
+
+def from_runs(runs, key, **detail):
+    """A figure from repeated runs (dicts from tm-load or the Java tools):
+    the median of run[key]; failed when any run failed, since a median over
+    the runs that happened to work would flatter the broker."""
+    bad = [r for r in runs if isinstance(r, str)]
+    if bad:
+        return failed(bad[0])
+    vals = [r.get(key) if key in r else _dig(r, key) for r in runs]
+    if not vals or any(v is None for v in vals):
+        return failed("no value for %s" % key)
+    return ok(median(vals), vals, **detail)
+
+
+def _dig(obj, dotted):
+    for part in dotted.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def metric(name, unit, better, target, tidemark, kafka):
+    t = tidemark.get("value") if tidemark.get("status") == "ok" else None
+    k = kafka.get("value") if kafka.get("status") == "ok" else None
+    return {"name": name, "unit": unit, "better": better, "target": target,
+            "tidemark": tidemark, "kafka": kafka, "ratio": ratio(t, k)}
+
+
+def failures(result, system="tidemark"):
+    """(workload id, metric name, error) for every failed figure of system."""
+    out = []
+    for w in result.get("workloads", []):
+        for m in w.get("metrics", []):
+            fig = m.get(system, {})
+            if fig.get("status") == "failed":
+                out.append((w["id"], m["name"], fig.get("error", "")))
+    return out
+
+
+# ---- presentation ----------------------------------------------------------
+
+def fmt_value(value, unit):
+    if value is None:
+        return ""
+    if unit in ("msgs/s",):
+        return "{:,.0f}".format(value)
+    if unit == "ms":
+        return "%.2f" % value if value < 100 else "%.0f" % value
+    if unit in ("MB/s", "MiB", "s", "CPU s/GiB"):
+        if value >= 100:
+            return "%.0f" % value
+        return "%.1f" % value if value >= 10 else "%.2f" % value if value >= 0.1 else "%.3f" % value
+    return "%.3g" % value
+
+
+def fmt_figure(fig, unit):
+    st = fig.get("status")
+    if st == "ok":
+        return fmt_value(fig["value"], unit)
+    if st == "failed":
+        return "failed"
+    if st == "n/a":
+        return "n/a"
+    return "-"
+
+
+def fmt_ratio(r):
+    if r is None:
+        return ""
+    return "%.2fx" % r if r >= 0.01 else "%.4fx" % r
+
+
+def fmt_target(better, target):
+    if target is None:
+        return ""
+    return ("\u2265 %gx" if better == "higher" else "\u2264 %gx") % target
+
+
+def _cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(result):
+    """The results table, one row per metric, then the notes that explain
+    every failed / n/a figure."""
+    lines = ["| # | workload | metric | Tidemark | Kafka | Tidemark/Kafka | target | |",
+             "|---|---|---|---:|---:|---:|---|---|"]
+    notes = []
+    for w in result.get("workloads", []):
+        for m in w["metrics"]:
+            unit = m["unit"]
+            row = [w["id"], w["title"], "%s (%s)" % (m["name"], unit),
+                   fmt_figure(m["tidemark"], unit), fmt_figure(m["kafka"], unit),
+                   fmt_ratio(m.get("ratio")), fmt_target(m["better"], m.get("target")),
+                   verdict(m.get("ratio"), m["better"], m.get("target"))]
+            lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+            for system in ("tidemark", "kafka"):
+                fig = m[system]
+                why = fig.get("error") or fig.get("reason")
+                if fig.get("status") in ("failed", "n/a") and why:
+                    note = "%s %s %s: %s" % (w["id"], system.capitalize(), fig["status"], why)
+                    if note not in notes:
+                        notes.append(note)
+    out = "\n".join(lines) + "\n"
+    if notes:
+        out += "\n" + "\n".join("- " + _cell(n) for n in notes) + "\n"
+    return out
+
+
+def machine_markdown(machine):
+    keys = [("cpu", "CPU"), ("nproc", "cores (nproc)"), ("memory_gib", "memory (GiB)"),
+            ("disk", "disk of the data directories"), ("kernel", "kernel")]
+    return "\n".join("- %s: %s" % (label, machine.get(k, "?")) for k, label in keys) + "\n"
+
+
+def limits_markdown(limits):
+    if not limits:
+        return ""
+    rows = []
+    for key, label in (("loopback_mb_per_s", "iperf3 single-stream loopback"),
+                       ("disk_seq_write_mb_per_s", "fio sequential write, 1 MiB blocks, fsync at end"),
+                       ("disk_seq_write_fdatasync_mb_per_s",
+                        "fio sequential write, 1 MiB blocks, fdatasync after each")):
+        v = limits.get(key)
+        rows.append("| %s | %s |" % (label, fmt_value(v, "MB/s") + " MB/s" if v is not None
+                                     else limits.get(key + "_error", "not measured")))
+    return "| machine limit | |\n|---|---:|\n" + "\n".join(rows) + "\n"
+
+
+def write_json(result, path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def write_chart(result, path):
+    """Throughput (MB/s) and latency percentiles side by side; returns the
+    path, or None when matplotlib is missing or there is nothing to draw."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    thr, lat = [], []
+    for w in result.get("workloads", []):
+        for m in w["metrics"]:
+            t = m["tidemark"].get("value") if m["tidemark"].get("status") == "ok" else None
+            k = m["kafka"].get("value") if m["kafka"].get("status") == "ok" else None
+            if t is None and k is None:
+                continue
+            label = "%s %s" % (w["id"], m["name"])
+            if m["unit"] == "MB/s":
+                thr.append((label, t, k))
+            elif m["unit"] == "ms" and w["id"].startswith("4"):
+                lat.append((label, t, k))
+    if not thr and not lat:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for ax, rows, title, ylabel in ((axes[0], thr, "Throughput (higher is better)", "MB/s"),
+                                   (axes[1], lat, "End-to-end latency (lower is better)", "ms")):
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        if not rows:
+            ax.text(0.5, 0.5, "no figures", ha="center", va="center", transform=ax.transAxes)
+            continue
+        xs = list(range(len(rows)))
+        width = 0.4
+        tv = [r[1] if r[1] is not None else 0 for r in rows]
+        kv = [r[2] if r[2] is not None else 0 for r in rows]
+        ax.bar([x - width / 2 for x in xs], tv, width, label="Tidemark", color="#1f77b4")
+        ax.bar([x + width / 2 for x in xs], kv, width, label="Apache Kafka", color="#ff7f0e")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([r[0] for r in rows], rotation=30, ha="right", fontsize=8)
+        if rows is lat and max(tv + kv) > 0 and min(v for v in tv + kv if v > 0) * 50 < max(tv + kv):
+            ax.set_yscale("log")
+        ax.legend()
+    fig.suptitle("Tidemark vs Apache Kafka (%s run, %s)" % (result.get("mode"), result.get("started", "")))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+DOC_HEADER = """# Benchmarks: Tidemark beside Apache Kafka
+
+`make bench` runs `bench/run.sh`: it builds Tidemark with `-O3`, starts Tidemark and
+Apache Kafka {kafka_version} side by side on free loopback ports with the same settings, and
+drives both with the same client, `bench/tm-load` (librdkafka {librdkafka}), plus Kafka's own
+Java `ProducerPerformance` and `ConsumerPerformance` for workloads 1 and 3. Each figure is the
+median of {reps} runs after a warm-up; the ratio is always Tidemark / Kafka. `make bench-quick`
+(part of `make test`) runs every workload for a few seconds against Tidemark alone: it proves
+the harness, not the numbers.
+
+Settings on both brokers: {settings}
+
+The results of every run are kept in `bench/results/` (JSON with every run's raw figures,
+and the chart).
+"""
+
+
+def render_doc(result, chart_rel):
+    s = result.get("settings", {})
+    settings = "; ".join("%s" % v for v in s.get("notes", []))
+    out = [DOC_HEADER.format(kafka_version=s.get("kafka_version", "?"),
+                             librdkafka=s.get("librdkafka", "?"), reps=s.get("reps", "?"),
+                             settings=settings or "see bench/bench.py")]
+    out.append("## Latest full run: %s\n" % result.get("started", "?"))
+    out.append("Machine:\n\n" + machine_markdown(result.get("machine", {})))
+    lim = limits_markdown(result.get("limits"))
+    if lim:
+        out.append("Physical limits of this machine (what no broker can beat):\n\n" + lim)
+    out.append(render_markdown(result))
+    if chart_rel:
+        out.append("![throughput and latency](%s)\n" % chart_rel)
+    out.append(DOC_FOOTER)
+    return "\n".join(out)
+
+
+DOC_FOOTER = """## Reading the table
+
+- **1**: `tm-load produce`, 1 KiB records, one partition, acks=1, no rate limit; MB/s of
+  acknowledged records (MB = 2^20 bytes, as Kafka's tools count) and the p99 of
+  send-to-acknowledgement latency. **1-java** is Kafka's `ProducerPerformance` with the same
+  settings. **1-fsync** repeats 1 with `log.flush.interval.messages=1` on both brokers.
+- **2**: 100-byte records over 6 partitions, acks=1, no rate limit; messages per second.
+- **3**: a backlog (2 GiB by default) is produced once, then read from the beginning by
+  `tm-load consume`: *warm* with the backlog in the page cache, *cold* after
+  `echo 3 > /proc/sys/vm/drop_caches` (reported n/a where the kernel refuses it).
+  **3-java** is Kafka's `ConsumerPerformance` (a consumer group) on the warm backlog.
+- **4**: 5,000 msg/s of 1 KiB records with acks=all, produced and consumed at once by one
+  process; latency is consume time minus the *intended* send time (a stalled producer
+  counts against the broker, no coordinated omission). Percentiles come from a log-bucket
+  histogram (at most 0.8 % above the true value).
+- **5**: three nodes, replication factor 3, `min.insync.replicas=2`, acks=all.
+- **6**: resident memory (VmRSS) idle and the peak under workload 1; time from the broker
+  process's start to the first acknowledged produce (Kafka's `kafka-storage format` step is
+  not counted); CPU seconds (user + system) of the broker process per GiB produced in
+  workload 1.
+- **7**: workloads 1 and 4 over TLS.
+- *n/a* for Tidemark means the feature has not landed yet (the harness probes for it and
+  runs the workload as soon as it works); *failed* means the run broke, with the reason
+  below the table. Targets are the project's goals; the last column only reports them.
+- The machine has 2 cores shared by broker and client, so client CPU competes with the
+  broker; both brokers get the same treatment.
+"""
+
+
+def update_doc(result, doc_path, chart_path):
+    chart_rel = None
+    if chart_path:
+        chart_rel = os.path.relpath(chart_path, os.path.dirname(os.path.abspath(doc_path)))
+    text = render_doc(result, chart_rel)
+    tmp = doc_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, doc_path)
+    return text
+
+
+def is_finite(x):
+    return isinstance(x, (int, float)) and not math.isnan(x) and not math.isinf(x)

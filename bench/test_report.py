@@ -1,0 +1,197 @@
+"""Tests of bench/report.py: what the load tools print is read right, the
+ratio always means Tidemark / Kafka, a failed run is never hidden by a
+median, and the table says why a figure is missing.  Run by bench/run.sh in
+QUICK mode (python -m pytest bench/test_report.py); plain unittest works too.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402
+
+TM_LOAD_PRODUCE = (
+    '{"tool":"tm-load","mode":"produce","topic":"w1","partitions":1,"record_bytes":1024,'
+    '"acks":"1","compression":"none","rate_target":0,"sent":1027041,"records":1027041,"errors":0,'
+    '"bytes":1051689984,"seconds":6.966,"msgs_per_s":147443.5,"mb_per_s":143.988,"queue_full":3909,'
+    '"total_bytes":1051689984,"latency_us":{"count":1027041,"min":41904,"mean":1538055.1,'
+    '"p50":1523711,"p90":2080767,"p99":2242884,"p999":2242884,"max":2242884},"error":""}')
+
+PRODUCER_PERFORMANCE = """\
+09:30:39.969 WARN  NetworkClient: metadata ... UNKNOWN_TOPIC_OR_PARTITION}
+26907 records sent, 5373.9 records/sec (5.25 MB/sec), 1914.1 ms avg latency, 2333.0 ms max latency.
+300000 records sent, 17160.5 records/sec (16.76 MB/sec), 1496.37 ms avg latency, 2497.00 ms max \
+latency, 1420 ms 50th, 2296 ms 95th, 2407 ms 99th, 2478 ms 99.9th.
+"""
+
+CONSUMER_PERFORMANCE = """\
+start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, \
+rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+2026-11-25 09:30:59:711, 2026-11-25 09:31:04:118, 292.9688, 66.4780, 300000, 68073.5194, 2257, \
+2150, 136.2645, 139534.8837
+"""
+
+PROC_STATUS = "Name:\tjava\nVmPeak:\t 8392768 kB\nVmHWM:\t  1258000 kB\nVmRSS:\t  102716 kB\n"
+PROC_STAT = "4242 (tide mark) (x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 100 1 2"
+
+
+class ParseTest(unittest.TestCase):
+    def test_tm_load_line_is_found_among_diagnostics(self):
+        text = "tm-load: rdkafka FAIL: connection refused\n" + TM_LOAD_PRODUCE + "\n"
+        obj = report.parse_tm_load(text)
+        self.assertEqual(obj["mb_per_s"], 143.988)
+        self.assertEqual(obj["latency_us"]["p99"], 2242884)
+
+    def test_tm_load_nothing_printed_is_none(self):
+        self.assertIsNone(report.parse_tm_load(""))
+        self.assertIsNone(report.parse_tm_load('{"other":1}\nnot json {'))
+
+    def test_producer_performance_summary_not_progress_line(self):
+        pp = report.parse_producer_performance(PRODUCER_PERFORMANCE)
+        self.assertEqual(pp["records"], 300000)
+        self.assertEqual(pp["mb_per_s"], 16.76)
+        self.assertEqual(pp["msgs_per_s"], 17160.5)
+        self.assertEqual(pp["latency_ms"]["p99"], 2407.0)
+        self.assertEqual(pp["latency_ms"]["p999"], 2478.0)
+
+    def test_producer_performance_without_summary_is_none(self):
+        self.assertIsNone(report.parse_producer_performance(PRODUCER_PERFORMANCE.splitlines()[1]))
+
+    def test_consumer_performance_row(self):
+        cp = report.parse_consumer_performance(CONSUMER_PERFORMANCE)
+        self.assertEqual(cp["records"], 300000)
+        self.assertAlmostEqual(cp["mb_per_s"], 66.478)
+        self.assertAlmostEqual(cp["fetch_mb_per_s"], 136.2645)
+        self.assertEqual(cp["rebalance_ms"], 2257.0)
+
+    def test_consumer_performance_header_only_is_none(self):
+        self.assertIsNone(report.parse_consumer_performance(CONSUMER_PERFORMANCE.splitlines()[0]))
+
+    def test_proc_status_in_bytes(self):
+        st = report.parse_proc_status(PROC_STATUS)
+        self.assertEqual(st["VmRSS"], 102716 * 1024)
+        self.assertEqual(st["VmHWM"], 1258000 * 1024)
+
+    def test_proc_stat_with_parentheses_in_name(self):
+        self.assertEqual(report.parse_proc_stat_cpu_ticks(PROC_STAT), 325)
+        self.assertIsNone(report.parse_proc_stat_cpu_ticks(""))
+
+    def test_iperf3_and_fio(self):
+        iperf = json.dumps({"end": {"sum_received": {"bits_per_second": 8.0 * 1048576 * 3000}}})
+        self.assertAlmostEqual(report.parse_iperf3(iperf), 3000.0)
+        fio = "note: both iodepth\n" + json.dumps({"jobs": [{"write": {"bw": 512000}}]})
+        self.assertAlmostEqual(report.parse_fio(fio), 500.0)
+        self.assertIsNone(report.parse_fio("fio: error"))
+
+
+class ArithmeticTest(unittest.TestCase):
+    def test_median_odd_even_and_empty(self):
+        self.assertEqual(report.median([3, 1, 2]), 2)
+        self.assertEqual(report.median([4, 1, 3, 2]), 2.5)
+        self.assertIsNone(report.median([]))
+
+    def test_ratio_is_tidemark_over_kafka(self):
+        self.assertAlmostEqual(report.ratio(300.0, 200.0), 1.5)
+        self.assertIsNone(report.ratio(None, 200.0))
+        self.assertIsNone(report.ratio(1.0, 0))
+
+    def test_verdict_direction(self):
+        self.assertEqual(report.verdict(1.6, "higher", 1.5), "met")
+        self.assertEqual(report.verdict(1.4, "higher", 1.5), "missed")
+        self.assertEqual(report.verdict(0.4, "lower", 0.5), "met")
+        self.assertEqual(report.verdict(0.6, "lower", 0.5), "missed")
+        self.assertEqual(report.verdict(None, "lower", 0.5), "")
+        self.assertEqual(report.verdict(2.0, "higher", None), "")
+
+    def test_one_failed_run_fails_the_figure(self):
+        runs = [{"mb_per_s": 100.0}, "tm-load produce: broker exited", {"mb_per_s": 120.0}]
+        fig = report.from_runs(runs, "mb_per_s")
+        self.assertEqual(fig["status"], "failed")
+        self.assertIn("broker exited", fig["error"])
+
+    def test_median_of_runs_and_nested_key(self):
+        runs = [{"latency_us": {"p99": 3000}}, {"latency_us": {"p99": 1000}},
+                {"latency_us": {"p99": 2000}}]
+        fig = report.from_runs(runs, "latency_us.p99")
+        self.assertEqual(fig["status"], "ok")
+        self.assertEqual(fig["value"], 2000)
+        self.assertEqual(fig["runs"], [3000, 1000, 2000])
+
+    def test_missing_key_is_a_failure(self):
+        self.assertEqual(report.from_runs([{"x": 1}], "mb_per_s")["status"], "failed")
+        self.assertEqual(report.from_runs([], "mb_per_s")["status"], "failed")
+
+    def test_metric_ratio_only_from_ok_figures(self):
+        m = report.metric("t", "MB/s", "higher", 1.5, report.ok(150.0), report.ok(100.0))
+        self.assertAlmostEqual(m["ratio"], 1.5)
+        m = report.metric("t", "MB/s", "higher", 1.5, report.not_available("TLS not yet"),
+                          report.ok(100.0))
+        self.assertIsNone(m["ratio"])
+
+
+def sample_result():
+    return {
+        "mode": "full", "started": "2026-01-01T00:00:00",
+        "machine": {"nproc": 2, "cpu": "Test CPU", "memory_gib": 24.0, "disk": "/dev/vda", "kernel": "6"},
+        "settings": {"kafka_version": "4.1.1", "librdkafka": "2.0.2", "reps": 3, "notes": ["flush unset"]},
+        "workloads": [
+            {"id": "1", "title": "produce", "metrics": [
+                report.metric("throughput", "MB/s", "higher", 1.5, report.ok(300.0), report.ok(200.0))]},
+            {"id": "4", "title": "e2e", "metrics": [
+                report.metric("p99", "ms", "lower", 0.5, report.ok(1.0), report.ok(4.0))]},
+            {"id": "7", "title": "TLS", "metrics": [
+                report.metric("TLS | throughput", "MB/s", "higher", 1.5,
+                              report.not_available("TLS not available yet: unknown listener SSL"),
+                              report.ok(150.0))]},
+            {"id": "3", "title": "consume", "metrics": [
+                report.metric("cold", "MB/s", "higher", 1.5, report.failed("consume timed out"),
+                              report.skipped("quick"))]},
+        ]}
+
+
+class PresentationTest(unittest.TestCase):
+    def test_table_rows_ratios_and_reasons(self):
+        md = report.render_markdown(sample_result())
+        lines = md.splitlines()
+        self.assertTrue(lines[0].startswith("| # | workload"))
+        row1 = [ln for ln in lines if ln.startswith("| 1 |")][0]
+        self.assertIn("| 300 |", row1)
+        self.assertIn("1.50x", row1)
+        self.assertIn("met", row1)
+        row4 = [ln for ln in lines if ln.startswith("| 4 |")][0]
+        self.assertIn("0.25x", row4)
+        self.assertIn("\u2264 0.5x", row4)
+        row7 = [ln for ln in lines if ln.startswith("| 7 |")][0]
+        self.assertIn("TLS \\| throughput", row7)  # a pipe in a name does not break the table
+        self.assertIn("| n/a |", row7)
+        self.assertIn("- 7 Tidemark n/a: TLS not available yet: unknown listener SSL", md)
+        self.assertIn("- 3 Tidemark failed: consume timed out", md)
+
+    def test_failures_lists_only_failed_figures(self):
+        self.assertEqual(report.failures(sample_result()), [("3", "cold", "consume timed out")])
+        self.assertEqual(report.failures(sample_result(), "kafka"), [])
+
+    def test_json_round_trip_and_doc(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "r.json")
+            report.write_json(sample_result(), path)
+            with open(path) as f:
+                self.assertEqual(json.load(f)["workloads"][0]["metrics"][0]["ratio"], 1.5)
+            doc = os.path.join(d, "benchmarks.md")
+            text = report.update_doc(sample_result(), doc, os.path.join(d, "chart.png"))
+            self.assertIn("Test CPU", text)
+            self.assertIn("![throughput and latency](chart.png)", text)
+            self.assertIn("| 1 | produce |", text)
+
+    def test_value_formatting(self):
+        self.assertEqual(report.fmt_value(147443.5, "msgs/s"), "147,444")
+        self.assertEqual(report.fmt_value(1.234, "ms"), "1.23")
+        self.assertEqual(report.fmt_value(0.0123, "s"), "0.012")
+        self.assertEqual(report.fmt_figure(report.skipped("x"), "MB/s"), "-")
+
+
+if __name__ == "__main__":
+    unittest.main()
