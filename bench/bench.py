@@ -310,7 +310,7 @@ class Cluster:
                                          stdin=subprocess.DEVNULL, start_new_session=True)
             logf.close()
             STARTED.append(node.proc)
-        timeout = START_TIMEOUT[self.system] * (2 if len(self.nodes) > 1 else 1)
+        timeout = START_TIMEOUT[self.system] * (2 if len(self.nodes) > 1 and not QUICK else 1)
         r = run_tm_load(self, "probe", ["-t", "bench-probe", "-d", str(timeout)], timeout + 15)
         if isinstance(r, str):
             self.stop()

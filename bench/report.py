@@ -471,3 +471,25 @@ def update_doc(result, doc_path, chart_path):
 
 def is_finite(x):
     return isinstance(x, (int, float)) and not math.isnan(x) and not math.isinf(x)
+
+
+def main(argv):
+    """python3 bench/report.py RESULTS.json [--doc]: prints the table of a
+    past run; --doc also rewrites docs/benchmarks.md from it."""
+    if len(argv) < 2 or argv[1].startswith("-"):
+        print("usage: report.py RESULTS.json [--doc]")
+        return 2
+    with open(argv[1]) as f:
+        result = json.load(f)
+    print(render_markdown(result))
+    if "--doc" in argv[2:]:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        chart = result.get("chart")
+        update_doc(result, os.path.join(root, "docs", "benchmarks.md"),
+                   os.path.join(root, chart) if chart else None)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv))
