@@ -807,15 +807,22 @@ def physical_limits():
     return out
 
 
-def tidemark_flush_policy(cluster):
-    """What Tidemark's log says about its flush policy, if anything."""
-    if not cluster:
-        return "unknown (Tidemark did not start)"
+def tidemark_flush_policy():
+    """Tidemark's default flush policy, read from the defaults in
+    broker/config.c (the broker is started with the flush keys unset, so
+    these are what ran)."""
+    import re
     try:
-        lines = [ln.strip() for ln in open(cluster.nodes[0].log, errors="replace") if "flush" in ln.lower()]
+        src = open(os.path.join(ROOT, "broker", "config.c"), errors="replace").read()
     except OSError:
-        lines = []
-    return lines[0][:200] if lines else "its built-in default (its start-up log does not state it)"
+        return "unknown (broker/config.c not found)"
+    found = []
+    for key, field in (("log.flush.interval.messages", "log_flush_interval_messages"),
+                       ("log.flush.interval.ms", "log_flush_interval_ms")):
+        m = re.search(r"->%s\s*=\s*([^;]+);" % field, src)
+        found.append("%s=%s" % (key, m.group(1).strip() if m else "?"))
+    never = all(f.endswith("INT64_MAX") for f in found)
+    return ", ".join(found) + (" (never forced: no fsync per write, like Kafka)" if never else "")
 
 
 def librdkafka_version():
@@ -852,13 +859,13 @@ def main():
         "kafka_version": KAFKA_VERSION, "librdkafka": librdkafka_version(), "reps": REPS,
         "seconds": SECONDS, "warmup_s": WARMUP, "backlog_mb": BACKLOG_MB, "e2e_rate": E2E_RATE,
         "e2e_linger_ms": E2E_LINGER_MS, "kafka_jvm": " ".join(KAFKA_JVM),
-        "tidemark_flush_default": tidemark_flush_policy(clusters.get("tidemark")),
+        "tidemark_flush_default": tidemark_flush_policy(),
         "notes": [
             "one node (KRaft, broker and controller roles) unless stated, num.partitions=1, "
             "topics made by CreateTopics with the partitions each workload names",
             "log.flush.interval.messages and log.flush.interval.ms unset: each broker's default flush "
             "policy (Kafka: no fsync per write, the OS writes back). Tidemark's: %s" %
-            tidemark_flush_policy(clusters.get("tidemark")),
+            tidemark_flush_policy(),
             "row 1-fsync sets log.flush.interval.messages=1 on both",
             "data directories on the same disk (%s)" % DATA,
             "Kafka JVM: %s" % " ".join(KAFKA_JVM),
