@@ -1,0 +1,322 @@
+/*
+ * api_fetch.c — Fetch for consumers: reads up to the high watermark, long
+ * polls with max_wait_ms / min_bytes, and answers early when data arrives.
+ *
+ * One fetch is a struct fetch_op that may run several rounds: resolve the
+ * partitions (by name, or by topic id from v13), start one log_read per
+ * partition with data, and when every read is back either answer or — with
+ * fewer than min_bytes and time left — register a waiter on each partition
+ * and sleep until a high watermark moves or the deadline passes.  Partitions
+ * are looked up afresh each round, so a topic deleted meanwhile is reported,
+ * never touched.
+ *
+ * Fetch sessions (KIP-227) are declined: session_id 0 in every answer, which
+ * tells the client to keep sending full fetches; a request naming a session
+ * gets FETCH_SESSION_ID_NOT_FOUND.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "broker/api.h"
+#include "broker/partition.h"
+#include "common/kerr.h"
+#include "common/tm_assert.h"
+#include "common/tm_log.h"
+#include "common/tm_time.h"
+
+#define FETCH_WAIT_MS_MAX 60000
+
+struct fetch_op;
+
+struct fetch_part {
+	struct fetch_op *op;
+	struct kafka_fetch_response_partition_data *r;
+	struct kstr topic;          /* by name (v < 13) */
+	struct kuuid topic_id;      /* by id (v >= 13) */
+	int32_t index;
+	int64_t fetch_offset;
+	int32_t current_leader_epoch;
+	int32_t max_bytes;
+	uint8_t *data;              /* owned until the response is encoded */
+	size_t len;
+	struct tm_waiter w;
+};
+
+struct fetch_op {
+	struct tm_req *req;
+	struct kafka_fetch_request in;
+	struct kafka_fetch_response out;
+	struct fetch_part *parts;
+	int n_parts;
+	int reads_pending;
+	struct event *timer;
+	int64_t deadline_ms;        /* monotonic */
+	bool waiting;
+};
+
+static void fetch_round(struct fetch_op *op);
+
+static void fetch_clear_waits(struct fetch_op *op)
+{
+	for (int i = 0; i < op->n_parts; i++)
+		partition_unwait(&op->parts[i].w);
+	op->waiting = false;
+}
+
+static void fetch_free_data(struct fetch_op *op)
+{
+	for (int i = 0; i < op->n_parts; i++) {
+		free(op->parts[i].data);
+		op->parts[i].data = NULL;
+		op->parts[i].len = 0;
+	}
+}
+
+static void fetch_respond(struct fetch_op *op)
+{
+	fetch_clear_waits(op);
+	if (op->timer)
+		event_free(op->timer);
+	for (int i = 0; i < op->n_parts; i++) {
+		struct fetch_part *fp = &op->parts[i];
+		fp->r->records = fp->data ? kbytes_make(fp->data, fp->len) : kbytes_make("", 0);
+	}
+	/* Encode, then free the read buffers, then finish: finishing frees the
+	 * request arena that holds op->parts. */
+	struct tm_req *req = op->req;
+	kafka_fetch_response_encode(&req->resp, req->hdr.api_version, &op->out);
+	fetch_free_data(op);
+	free(op);
+	req_finish(req);
+}
+
+static void fetch_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fetch_op *op = arg;
+	struct tm_broker *b = op->req->b;
+	(void)fd;
+	(void)what;
+	fetch_clear_waits(op);
+	fetch_round(op); /* may answer and free op */
+	broker_kick_io(b);
+}
+
+static void fetch_wake(struct tm_waiter *w)
+{
+	struct fetch_part *fp = w->arg;
+	struct fetch_op *op = fp->op;
+	if (!op->waiting)
+		return;
+	/* Run the next round from the loop, not from inside the append that
+	 * moved the high watermark. */
+	fetch_clear_waits(op);
+	event_del(op->timer);
+	event_active(op->timer, EV_TIMEOUT, 0);
+}
+
+static struct tm_partition *fetch_resolve(struct fetch_op *op, struct fetch_part *fp)
+{
+	struct tm_broker *b = op->req->b;
+	struct tm_topic *t = NULL;
+	if (op->req->hdr.api_version >= 13)
+		t = topic_by_id(b, &fp->topic_id);
+	else if (fp->topic.len > 0)
+		t = topic_by_name(b, fp->topic.ptr, (size_t)fp->topic.len);
+	if (!t) {
+		fp->r->error_code = op->req->hdr.api_version >= 13 ? TM_ERR_UNKNOWN_TOPIC_ID : TM_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+		return NULL;
+	}
+	if (fp->index < 0 || fp->index >= t->n_parts) {
+		fp->r->error_code = TM_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+		return NULL;
+	}
+	return t->parts[fp->index];
+}
+
+/* One read (or the round's own hold) is done; settles the round after the last. */
+static void fetch_settle(struct fetch_op *op)
+{
+	if (--op->reads_pending > 0)
+		return;
+	/* Every read is back: enough, or wait for more? */
+	size_t total = 0;
+	bool errors = false;
+	for (int i = 0; i < op->n_parts; i++) {
+		total += op->parts[i].len;
+		errors |= op->parts[i].r->error_code != TM_ERR_NONE;
+	}
+	int64_t now = tm_mono_ms();
+	if (total >= (size_t)(op->in.min_bytes > 0 ? op->in.min_bytes : 0) || errors || now >= op->deadline_ms) {
+		fetch_respond(op);
+		return;
+	}
+	fetch_free_data(op);
+	op->waiting = true;
+	for (int i = 0; i < op->n_parts; i++) {
+		struct tm_partition *p = fetch_resolve(op, &op->parts[i]);
+		if (p)
+			partition_wait(p, &op->parts[i].w);
+	}
+	int64_t left = op->deadline_ms - now;
+	struct timeval tv = { (time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000) };
+	event_add(op->timer, &tv);
+}
+
+static void fetch_read_done(void *arg, int err, uint8_t *data, size_t len)
+{
+	struct fetch_part *fp = arg;
+	if (err == -ERANGE) {
+		fp->r->error_code = TM_ERR_OFFSET_OUT_OF_RANGE;
+		free(data);
+	} else if (err) {
+		fp->r->error_code = TM_ERR_KAFKA_STORAGE_ERROR;
+		free(data);
+	} else {
+		fp->data = data;
+		fp->len = len;
+	}
+	fetch_settle(fp->op);
+}
+
+static void fetch_round(struct fetch_op *op)
+{
+	int32_t budget = op->in.max_bytes > 0 ? op->in.max_bytes : 0;
+	bool first_with_data = true;
+	op->reads_pending = 1; /* held until every read started */
+	for (int i = 0; i < op->n_parts; i++) {
+		struct fetch_part *fp = &op->parts[i];
+		struct kafka_fetch_response_partition_data *r = fp->r;
+		r->error_code = TM_ERR_NONE;
+		struct tm_partition *p = fetch_resolve(op, fp);
+		if (!p)
+			continue;
+		int kerr = partition_leader_error(p);
+		if (!kerr && fp->current_leader_epoch >= 0) {
+			if (fp->current_leader_epoch > p->leader_epoch)
+				kerr = TM_ERR_UNKNOWN_LEADER_EPOCH;
+			else if (fp->current_leader_epoch < p->leader_epoch)
+				kerr = TM_ERR_FENCED_LEADER_EPOCH;
+		}
+		if (kerr) {
+			r->error_code = (int16_t)kerr;
+			r->current_leader.leader_id = p->leader_id;
+			r->current_leader.leader_epoch = p->leader_epoch;
+			continue;
+		}
+		int64_t hw = p->high_watermark;
+		r->high_watermark = hw;
+		r->last_stable_offset = hw;
+		r->log_start_offset = log_start_offset(p->log);
+		if (fp->fetch_offset < r->log_start_offset || fp->fetch_offset > log_end_offset(p->log)) {
+			r->error_code = TM_ERR_OFFSET_OUT_OF_RANGE;
+			continue;
+		}
+		if (fp->fetch_offset >= hw)
+			continue; /* nothing committed to read yet */
+		/* KIP-74: the first partition with data may exceed the budget by
+		 * one batch; the storage read returns at least one whole batch. */
+		int32_t want = fp->max_bytes;
+		if (want > budget)
+			want = budget;
+		if (want <= 0 && !first_with_data)
+			continue;
+		if (want <= 0)
+			want = 1;
+		first_with_data = false;
+		budget -= want;
+		op->reads_pending++;
+		int rc = log_read(p->log, fp->fetch_offset, hw, (size_t)want, fetch_read_done, fp);
+		if (rc) {
+			op->reads_pending--;
+			r->error_code = TM_ERR_KAFKA_STORAGE_ERROR;
+		}
+	}
+	fetch_settle(op); /* the round's hold */
+}
+
+void api_fetch(struct tm_req *req)
+{
+	struct tm_broker *b = req->b;
+	struct fetch_op *op = calloc(1, sizeof(*op));
+	TM_ASSERT(op != NULL);
+	op->req = req;
+	if (REQ_DECODE(req, fetch, &op->in)) {
+		free(op);
+		return;
+	}
+	kafka_fetch_response_init(&op->out);
+	op->out.session_id = 0;
+	int32_t replica_id = req->hdr.api_version >= 15 ? op->in.replica_state.replica_id : op->in.replica_id;
+	if (replica_id >= 0) {
+		/* Follower fetches come with partition replication. */
+		op->out.error_code = TM_ERR_UNKNOWN_SERVER_ERROR;
+		tm_warn("fetch", "follower fetch from replica %d: this node does not replicate partitions yet", replica_id);
+	} else if (req->hdr.api_version >= 7 && op->in.session_id != 0) {
+		op->out.error_code = TM_ERR_FETCH_SESSION_ID_NOT_FOUND;
+	}
+	if (op->out.error_code) {
+		op->out.responses_count = 0;
+		REQ_RESPOND(req, fetch, &op->out);
+		free(op);
+		return;
+	}
+	int n = 0;
+	for (int32_t t = 0; t < op->in.topics_count; t++)
+		n += op->in.topics[t].partitions_count > 0 ? op->in.topics[t].partitions_count : 0;
+	op->parts = arena_alloc(&req->arena, sizeof(*op->parts) * (size_t)(n ? n : 1));
+	int32_t nt = op->in.topics_count > 0 ? op->in.topics_count : 0;
+	op->out.responses = arena_alloc(&req->arena, sizeof(*op->out.responses) * (size_t)(nt ? nt : 1));
+	if (!op->parts || !op->out.responses) {
+		free(op);
+		req_fail_decode(req);
+		return;
+	}
+	op->out.responses_count = nt;
+	for (int32_t t = 0; t < nt; t++) {
+		struct kafka_fetch_request_fetch_topic *ft = &op->in.topics[t];
+		struct kafka_fetch_response_fetchable_topic_response *tr = &op->out.responses[t];
+		tr->topic = ft->topic;
+		tr->topic_id = ft->topic_id;
+		int32_t np = ft->partitions_count > 0 ? ft->partitions_count : 0;
+		tr->partitions = arena_alloc(&req->arena, sizeof(*tr->partitions) * (size_t)(np ? np : 1));
+		tr->partitions_count = tr->partitions ? np : 0;
+		for (int32_t i = 0; i < tr->partitions_count; i++) {
+			struct kafka_fetch_response_partition_data *r = &tr->partitions[i];
+			r->partition_index = ft->partitions[i].partition;
+			r->high_watermark = -1;
+			r->last_stable_offset = -1;
+			r->log_start_offset = -1;
+			r->diverging_epoch.epoch = -1;
+			r->diverging_epoch.end_offset = -1;
+			r->current_leader.leader_id = -1;
+			r->current_leader.leader_epoch = -1;
+			r->snapshot_id.end_offset = -1;
+			r->snapshot_id.epoch = -1;
+			r->aborted_transactions_count = -1;
+			r->preferred_read_replica = -1;
+			struct fetch_part *fp = &op->parts[op->n_parts++];
+			fp->op = op;
+			fp->r = r;
+			fp->topic = ft->topic;
+			fp->topic_id = ft->topic_id;
+			fp->index = ft->partitions[i].partition;
+			fp->fetch_offset = ft->partitions[i].fetch_offset;
+			fp->current_leader_epoch = ft->partitions[i].current_leader_epoch;
+			fp->max_bytes = ft->partitions[i].partition_max_bytes;
+			fp->w.wake = fetch_wake;
+			fp->w.arg = fp;
+		}
+	}
+	int32_t wait = op->in.max_wait_ms;
+	if (wait < 0)
+		wait = 0;
+	if (wait > FETCH_WAIT_MS_MAX)
+		wait = FETCH_WAIT_MS_MAX;
+	op->deadline_ms = tm_mono_ms() + wait;
+	op->timer = evtimer_new(b->base, fetch_timer_cb, op);
+	TM_ASSERT(op->timer != NULL);
+	fetch_round(op);
+}

@@ -1,0 +1,112 @@
+/*
+ * broker.h — the process: one libevent loop thread that owns every piece of
+ * broker state (connections, partitions, groups, the metadata image).  No
+ * locks: anything that completes elsewhere (io_uring) reports back through an
+ * eventfd on this loop.
+ *
+ * Path of one produce request, socket to disk:
+ *   server.c    conn_read_cb: frame (length-checked) -> struct tm_req
+ *   dispatch.c  header decoded, version checked, handler looked up
+ *   produce.c   body decoded, batches validated (protocol/records.c),
+ *               partition_append()
+ *   partition.c leader checks, log_append() (storage/log.c, io_uring write
+ *               + linked fsync per flush policy), high watermark advanced on
+ *               completion, waiting fetches woken
+ *   server.c    req_finish(): response framed and queued in request order
+ */
+#ifndef TM_BROKER_H
+#define TM_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TM_VERSION "0.1.0"
+
+#include "broker/config.h"
+#include "broker/metadata.h"
+#include "common/arena.h"
+#include "common/bytes.h"
+#include "common/tm_map.h"
+#include "protocol/kafka_codec.h"
+#include "protocol/kafka_msgs.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct bufferevent;
+struct tm_io;
+struct tm_conn;
+struct tm_group_coordinator;
+struct tm_controller;
+
+/* One request from arrival to response.  Lives until its response is queued
+ * (or dropped, when the connection closed while it was pending). */
+struct tm_req {
+	struct tm_broker *b;
+	struct tm_conn *conn;       /* NULL once the connection is gone */
+	struct tm_req *next;        /* the connection's in-order queue */
+	struct kafka_request_header hdr;
+	struct tm_rd body;          /* the request body, after the header */
+	uint8_t *frame;             /* owned copy of the request bytes; kstr fields point into it */
+	size_t frame_len;
+	struct tm_arena arena;      /* dies with the request */
+	struct tm_wbuf resp;        /* the response body, without header */
+	int64_t arrival_ms;
+	bool done;
+	bool no_response;           /* Produce acks=0 */
+	const char *listener_name;
+};
+
+struct tm_broker {
+	struct tm_config cfg;
+	struct event_base *base;
+	struct tm_io *io;
+	struct event *io_ev;
+	struct event *tick_ev;
+	struct event *sigint_ev, *sigterm_ev;
+	struct evconnlistener *listeners[TM_MAX_LISTENERS];
+	const struct tm_listener *listener_cfg[TM_MAX_LISTENERS];
+	int listener_count;
+	int conn_count;
+	bool stopping;
+
+	char cluster_id[32];        /* base64url of 16 bytes, 22 chars */
+	int64_t started_ms;
+	int64_t last_retention_ms;
+
+	struct md_image md;         /* the cluster metadata, as committed */
+	struct tm_map topics;       /* name -> struct tm_topic (live partitions) */
+	struct tm_map topic_ids;    /* 16-byte id -> struct tm_topic */
+	int64_t pid_next, pid_end;  /* this node's current producer-id block */
+	struct tm_controller *controller;
+	struct tm_group_coordinator *groups;
+};
+
+/* ---- server.c ---- */
+int server_start(struct tm_broker *b);
+void server_stop(struct tm_broker *b);
+/* Queues req's response (req->resp holds the body) in request order and frees
+ * req once written; with req->no_response only frees it. */
+void req_finish(struct tm_req *req);
+/* Submits queued io_uring work; call after anything that may have queued some. */
+void broker_kick_io(struct tm_broker *b);
+
+/* ---- dispatch.c ---- */
+struct tm_api_handler {
+	int16_t api_key;
+	int16_t min_version, max_version;
+	void (*handle)(struct tm_req *req);
+	bool controller_listener;   /* also served on the CONTROLLER listener */
+};
+const struct tm_api_handler *dispatch_lookup(int16_t api_key);
+/* Handles a fully framed request (header not yet decoded). Returns 0, or
+ * -EBADMSG / -EPROTO when the connection must close (logged by the caller). */
+int dispatch_request(struct tm_req *req);
+/* For ApiVersions: every implemented API with its version range. */
+int dispatch_api_count(void);
+const struct tm_api_handler *dispatch_api_at(int i);
+
+/* A handler that could not decode its body calls this: logs and closes. */
+void req_fail_decode(struct tm_req *req);
+
+#endif

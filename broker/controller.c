@@ -1,0 +1,513 @@
+/*
+ * controller.c — the metadata log and the operations that write it.  See
+ * controller.h.
+ *
+ * A single-voter quorum commits a record once it is durable in the local
+ * metadata log: the append is fsynced (flush every message) and its
+ * completion applies the records to the image.  With a multi-voter quorum the
+ * same transaction goes through raft/ and is applied when the quorum's high
+ * watermark passes it; operations and their callbacks do not change.
+ */
+#include "broker/controller.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/partition.h"
+#include "common/kerr.h"
+#include "common/tm_assert.h"
+#include "common/tm_log.h"
+#include "common/tm_time.h"
+#include "protocol/records.h"
+#include "storage/io.h"
+#include "storage/log.h"
+
+#define CTL_FRAME_VERSION 1
+#define CTL_READ_CHUNK_BYTES (4u << 20)
+#define CTL_METADATA_VERSION 25    /* the feature level recorded at bootstrap */
+
+struct ctl_op {
+	struct ctl_op *next;
+	ctl_fn fn;
+	void *arg;
+};
+
+struct tm_controller {
+	struct log *mlog;
+	bool busy;                  /* an operation is running or committing */
+	struct ctl_op *head, *tail; /* waiting operations */
+	ctl_commit_cb commit_cb;
+	void *commit_arg;
+	struct ctl_txn committing;
+};
+
+/* ---- transactions ---------------------------------------------------------- */
+
+void ctl_txn_init(struct ctl_txn *t)
+{
+	memset(t, 0, sizeof(*t));
+	wbuf_init(&t->values);
+}
+
+void ctl_txn_deinit(struct ctl_txn *t)
+{
+	wbuf_deinit(&t->values);
+	free(t->lens);
+	memset(t, 0, sizeof(*t));
+}
+
+int ctl_txn_add(struct ctl_txn *t, int16_t type, int16_t version, const void *record)
+{
+	if (t->n == t->cap) {
+		int ncap = t->cap ? t->cap * 2 : 8;
+		uint32_t *nl = realloc(t->lens, sizeof(*nl) * (size_t)ncap);
+		if (!nl)
+			return -ENOMEM;
+		t->lens = nl;
+		t->cap = ncap;
+	}
+	size_t start = t->values.len;
+	wr_uvarint(&t->values, CTL_FRAME_VERSION);
+	wr_uvarint(&t->values, (uint32_t)type);
+	wr_uvarint(&t->values, (uint32_t)version);
+	int rc = kafka_metadata_record_encode(type, version, &t->values, record);
+	if (rc || t->values.err)
+		return -ENOMEM;
+	t->lens[t->n++] = (uint32_t)(t->values.len - start);
+	return 0;
+}
+
+/* ---- applying ---------------------------------------------------------------- */
+
+/* Decodes one framed record value and applies it. */
+static int ctl_apply_value(struct tm_broker *b, const uint8_t *p, size_t len)
+{
+	struct tm_rd r;
+	rd_init(&r, p, len);
+	uint32_t frame = rd_uvarint(&r);
+	uint32_t type = rd_uvarint(&r);
+	uint32_t version = rd_uvarint(&r);
+	if (r.err || frame != CTL_FRAME_VERSION || type > INT16_MAX || version > INT16_MAX)
+		return -EBADMSG;
+	const struct kafka_metadata_record_desc *d = kafka_metadata_record_lookup((int16_t)type);
+	if (!d)
+		return 0; /* a record type this version does not know: nothing to apply */
+	struct tm_arena a;
+	arena_init(&a, 0);
+	void *rec = arena_alloc(&a, d->struct_size);
+	int rc = -ENOMEM;
+	if (rec) {
+		rc = kafka_metadata_record_decode((int16_t)type, (int16_t)version, &r, rec, &a);
+		if (!rc)
+			rc = md_apply(&b->md, (int16_t)type, rec);
+	}
+	arena_deinit(&a);
+	return rc;
+}
+
+static int ctl_apply_batches(struct tm_broker *b, const uint8_t *buf, size_t len, int64_t *next_offset)
+{
+	struct records_iter it;
+	struct records_record rec;
+	records_iter_init(&it, buf, len);
+	int rc;
+	while ((rc = records_iter_next(&it, &rec)) == 1) {
+		if (rec.value.len < 0)
+			continue;
+		rc = ctl_apply_value(b, rec.value.ptr, (size_t)rec.value.len);
+		if (rc) {
+			tm_error("controller", "metadata record at offset %" PRId64 " does not apply (%s); "
+				 "the metadata log under %s/__cluster_metadata-0 is corrupt",
+				 rec.offset, strerror(-rc), b->cfg.log_dir);
+			return rc;
+		}
+		b->md.applied_offset = rec.offset;
+		*next_offset = rec.offset + 1;
+	}
+	if (rc < 0) {
+		tm_error("controller", "cannot parse the metadata log: %s", strerror(-rc));
+		return rc;
+	}
+	/* Batches whose records all were skipped still advance. */
+	if (it.hdr.magic == 2 && it.hdr.base_offset + it.hdr.last_offset_delta + 1 > *next_offset)
+		*next_offset = it.hdr.base_offset + it.hdr.last_offset_delta + 1;
+	return 0;
+}
+
+/* ---- start-up replay: synchronous reads through the ring ------------------------ */
+
+struct sync_read {
+	bool done;
+	int err;
+	uint8_t *data;
+	size_t len;
+};
+
+static void sync_read_cb(void *arg, int err, uint8_t *data, size_t len)
+{
+	struct sync_read *s = arg;
+	s->done = true;
+	s->err = err;
+	s->data = data;
+	s->len = len;
+}
+
+static int ctl_replay(struct tm_broker *b)
+{
+	struct tm_controller *c = b->controller;
+	int64_t off = log_start_offset(c->mlog);
+	int64_t end = log_end_offset(c->mlog);
+	while (off < end) {
+		struct sync_read s = { 0 };
+		int rc = log_read(c->mlog, off, end, CTL_READ_CHUNK_BYTES, sync_read_cb, &s);
+		if (rc)
+			return rc;
+		io_flush(b->io);
+		while (!s.done) {
+			io_wait(b->io, 1000);
+			io_process_completions(b->io);
+		}
+		if (s.err) {
+			free(s.data);
+			return s.err;
+		}
+		if (s.len == 0) {
+			free(s.data);
+			break;
+		}
+		int64_t next = off;
+		rc = ctl_apply_batches(b, s.data, s.len, &next);
+		free(s.data);
+		if (rc)
+			return rc;
+		if (next <= off)
+			return -EBADMSG;
+		off = next;
+	}
+	return 0;
+}
+
+/* ---- the operation queue ----------------------------------------------------- */
+
+static void ctl_next(struct tm_broker *b)
+{
+	struct tm_controller *c = b->controller;
+	while (!c->busy && c->head) {
+		struct ctl_op *op = c->head;
+		c->head = op->next;
+		if (!c->head)
+			c->tail = NULL;
+		c->busy = true;
+		op->fn(b, op->arg);
+		free(op);
+	}
+}
+
+void controller_run(struct tm_broker *b, ctl_fn fn, void *arg)
+{
+	struct tm_controller *c = b->controller;
+	struct ctl_op *op = calloc(1, sizeof(*op));
+	TM_ASSERT(op != NULL);
+	op->fn = fn;
+	op->arg = arg;
+	if (c->tail)
+		c->tail->next = op;
+	else
+		c->head = op;
+	c->tail = op;
+	ctl_next(b);
+}
+
+void controller_done(struct tm_broker *b)
+{
+	b->controller->busy = false;
+	ctl_next(b);
+}
+
+static void ctl_commit_done(void *arg, int err)
+{
+	struct tm_broker *b = arg;
+	struct tm_controller *c = b->controller;
+	struct ctl_txn *t = &c->committing;
+	if (!err) {
+		size_t at = 0;
+		for (int i = 0; i < t->n && !err; i++) {
+			err = ctl_apply_value(b, t->values.buf + at, t->lens[i]);
+			at += t->lens[i];
+		}
+		if (err)
+			tm_error("controller", "a committed metadata record did not apply: %s", strerror(-err));
+		b->md.applied_offset = log_end_offset(c->mlog) - 1;
+		partitions_sync(b);
+	} else {
+		tm_error("controller", "metadata log append failed: %s", strerror(-err));
+	}
+	ctl_txn_deinit(t);
+	ctl_commit_cb cb = c->commit_cb;
+	void *cb_arg = c->commit_arg;
+	c->commit_cb = NULL;
+	cb(b, cb_arg, err);
+	controller_done(b);
+}
+
+void controller_commit(struct tm_broker *b, struct ctl_txn *t, ctl_commit_cb cb, void *arg)
+{
+	struct tm_controller *c = b->controller;
+	TM_ASSERT(c->busy);
+	TM_ASSERT(c->commit_cb == NULL);
+	c->committing = *t;
+	memset(t, 0, sizeof(*t));
+	c->commit_cb = cb;
+	c->commit_arg = arg;
+	struct ctl_txn *ct = &c->committing;
+
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct records_batch_opts o;
+	records_batch_opts_init(&o);
+	struct records_builder rb;
+	records_builder_init(&rb, &w, &o);
+	int64_t now = tm_wall_ms();
+	size_t at = 0;
+	for (int i = 0; i < ct->n; i++) {
+		records_builder_add(&rb, now, kbytes_null(), kbytes_make(ct->values.buf + at, ct->lens[i]), NULL, 0);
+		at += ct->lens[i];
+	}
+	int rc = records_builder_finish(&rb);
+	struct log_append_result res;
+	if (!rc)
+		rc = log_append(c->mlog, w.buf, w.len, 0, -1, now, &res, ctl_commit_done, b);
+	wbuf_deinit(&w);
+	if (rc) {
+		ctl_commit_done(b, rc);
+		return;
+	}
+	broker_kick_io(b);
+}
+
+/* ---- helpers for operations -------------------------------------------------- */
+
+void controller_new_topic_id(struct tm_broker *b, struct kuuid *out)
+{
+	do {
+		RAND_bytes(out->b, 16);
+	} while (kuuid_is_zero(out) || md_topic_by_id(&b->md, out));
+}
+
+int controller_place(struct tm_broker *b, int32_t n_parts, int16_t rf, int32_t first_partition, int32_t *replicas)
+{
+	int32_t live[MD_BROKERS_MAX];
+	int n = 0;
+	for (int i = 0; i < b->md.n_brokers; i++)
+		if (!b->md.brokers[i].fenced)
+			live[n++] = b->md.brokers[i].id;
+	if (rf < 1 || rf > n || rf > MD_REPLICAS_MAX)
+		return TM_ERR_INVALID_REPLICATION_FACTOR;
+	/* Sorted ids, so placement does not depend on registration order. */
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && live[j] < live[j - 1]; j--) {
+			int32_t t = live[j];
+			live[j] = live[j - 1];
+			live[j - 1] = t;
+		}
+	for (int32_t p = 0; p < n_parts; p++) {
+		int32_t start = (first_partition + p) % n;
+		for (int r = 0; r < rf; r++)
+			replicas[p * rf + r] = live[(start + r) % n];
+	}
+	return TM_ERR_NONE;
+}
+
+int topic_name_check(const char *name, int32_t len, char *why, size_t why_len)
+{
+	if (len <= 0) {
+		snprintf(why, why_len, "Topic name is illegal, it can't be empty");
+		return TM_ERR_INVALID_TOPIC_EXCEPTION;
+	}
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) {
+		snprintf(why, why_len, "Topic name cannot be \".\" or \"..\"");
+		return TM_ERR_INVALID_TOPIC_EXCEPTION;
+	}
+	if (len > MD_TOPIC_NAME_MAX) {
+		snprintf(why, why_len, "Topic name is illegal, it can't be longer than %d characters", MD_TOPIC_NAME_MAX);
+		return TM_ERR_INVALID_TOPIC_EXCEPTION;
+	}
+	for (int32_t i = 0; i < len; i++) {
+		char ch = name[i];
+		bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+			  ch == '.' || ch == '_' || ch == '-';
+		if (!ok) {
+			snprintf(why, why_len,
+				 "Topic name \"%.*s\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'",
+				 (int)len, name);
+			return TM_ERR_INVALID_TOPIC_EXCEPTION;
+		}
+	}
+	return TM_ERR_NONE;
+}
+
+int controller_add_topic_records(struct tm_broker *b, struct ctl_txn *t, const char *name, int32_t n_parts,
+				 int16_t rf, const int32_t *replicas, const char *const *config_keys,
+				 const char *const *config_values, int n_configs, struct kuuid *id_out)
+{
+	struct kafka_topic_record tr;
+	kafka_topic_record_init(&tr);
+	tr.name = kstr_c(name);
+	controller_new_topic_id(b, &tr.topic_id);
+	*id_out = tr.topic_id;
+	int rc = ctl_txn_add(t, KAFKA_METADATA_TOPIC, 0, &tr);
+	for (int i = 0; i < n_configs && !rc; i++) {
+		struct kafka_config_record cr;
+		kafka_config_record_init(&cr);
+		cr.resource_type = MD_RESOURCE_TOPIC;
+		cr.resource_name = kstr_c(name);
+		cr.name = kstr_c(config_keys[i]);
+		cr.value = kstr_c(config_values[i]);
+		rc = ctl_txn_add(t, KAFKA_METADATA_CONFIG, 0, &cr);
+	}
+	for (int32_t p = 0; p < n_parts && !rc; p++) {
+		struct kafka_partition_record pr;
+		kafka_partition_record_init(&pr);
+		pr.partition_id = p;
+		pr.topic_id = tr.topic_id;
+		pr.replicas = (int32_t *)&replicas[p * rf];
+		pr.replicas_count = rf;
+		pr.isr = pr.replicas;
+		pr.isr_count = rf;
+		pr.removing_replicas_count = 0;
+		pr.adding_replicas_count = 0;
+		pr.leader = replicas[p * rf];
+		pr.leader_epoch = 0;
+		pr.partition_epoch = 0;
+		pr.directories_count = 0;
+		rc = ctl_txn_add(t, KAFKA_METADATA_PARTITION, 0, &pr);
+	}
+	return rc;
+}
+
+/* ---- start / stop ------------------------------------------------------------- */
+
+static void ctl_bootstrap_done(struct tm_broker *b, void *arg, int err)
+{
+	(void)arg;
+	if (err)
+		tm_error("controller", "could not register node %d in the metadata log: %s", b->cfg.node_id, strerror(-err));
+	else
+		tm_info("controller", "node %d registered at broker epoch %" PRId64, b->cfg.node_id,
+			md_broker(&b->md, b->cfg.node_id) ? md_broker(&b->md, b->cfg.node_id)->epoch : -1);
+}
+
+/* Every start registers this node with its current endpoints; the first
+ * start also records the metadata.version feature level. */
+static void ctl_bootstrap(struct tm_broker *b, void *arg)
+{
+	(void)arg;
+	struct tm_controller *c = b->controller;
+	struct ctl_txn t;
+	ctl_txn_init(&t);
+	int rc = 0;
+	if (b->md.metadata_version == 0) {
+		struct kafka_feature_level_record f;
+		kafka_feature_level_record_init(&f);
+		f.name = kstr_c("metadata.version");
+		f.feature_level = CTL_METADATA_VERSION;
+		rc = ctl_txn_add(&t, KAFKA_METADATA_FEATURE_LEVEL, 0, &f);
+	}
+	struct kafka_register_broker_record r;
+	kafka_register_broker_record_init(&r);
+	r.broker_id = b->cfg.node_id;
+	r.broker_epoch = log_end_offset(c->mlog);
+	RAND_bytes(r.incarnation_id.b, 16);
+	struct kafka_register_broker_record_broker_endpoint eps[TM_MAX_LISTENERS];
+	int n = 0;
+	for (int i = 0; i < b->cfg.listener_count; i++) {
+		const struct tm_listener *l = &b->cfg.listeners[i];
+		if (config_is_controller_listener(&b->cfg, l->name))
+			continue;
+		const struct tm_listener *adv = config_advertised_for(&b->cfg, l->name);
+		memset(&eps[n], 0, sizeof(eps[n]));
+		eps[n].name = kstr_c(l->name);
+		eps[n].host = kstr_c(adv->host[0] && strcmp(adv->host, "0.0.0.0") ? adv->host : "localhost");
+		eps[n].port = (uint16_t)adv->port;
+		eps[n].security_protocol = l->security == TM_SEC_SSL ? 1 : 0;
+		n++;
+	}
+	r.end_points = eps;
+	r.end_points_count = n;
+	r.features_count = 0;
+	r.rack = b->cfg.rack[0] ? kstr_c(b->cfg.rack) : kstr_null();
+	r.fenced = false;
+	r.log_dirs_count = 0;
+	if (!rc)
+		rc = ctl_txn_add(&t, KAFKA_METADATA_REGISTER_BROKER, 1, &r);
+	if (rc) {
+		ctl_txn_deinit(&t);
+		tm_error("controller", "cannot encode the broker registration: %s", strerror(-rc));
+		controller_done(b);
+		return;
+	}
+	controller_commit(b, &t, ctl_bootstrap_done, NULL);
+}
+
+int controller_start(struct tm_broker *b)
+{
+	struct tm_controller *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	b->controller = c;
+	char dir[1200];
+	snprintf(dir, sizeof(dir), "%s/__cluster_metadata-0", b->cfg.log_dir);
+	struct log_config lc;
+	log_config_defaults(&lc);
+	lc.flush_interval_messages = 1;
+	lc.retention_ms = -1;
+	lc.retention_bytes = -1;
+	int rc = log_open(b->io, dir, &lc, tm_wall_ms(), &c->mlog);
+	if (rc) {
+		tm_error("controller", "cannot open the metadata log %s: %s", dir, strerror(-rc));
+		goto err;
+	}
+	rc = ctl_replay(b);
+	if (rc) {
+		tm_error("controller", "cannot replay the metadata log %s: %s; refusing to start rather than "
+			 "serve a wrong picture of the cluster", dir, strerror(-rc));
+		goto err;
+	}
+	tm_info("controller", "metadata log replayed: %d topics, %d brokers, next offset %" PRId64,
+		(int)b->md.topics.count, b->md.n_brokers, log_end_offset(c->mlog));
+	rc = partitions_sync(b);
+	if (rc)
+		goto err;
+	controller_run(b, ctl_bootstrap, NULL);
+	/* Registration must be durable before clients are served: pump the ring. */
+	while (c->busy || c->head) {
+		io_flush(b->io);
+		io_wait(b->io, 1000);
+		io_process_completions(b->io);
+	}
+	return md_broker(&b->md, b->cfg.node_id) ? 0 : -EIO;
+err:
+	controller_stop(b);
+	return rc;
+}
+
+void controller_stop(struct tm_broker *b)
+{
+	struct tm_controller *c = b->controller;
+	if (!c)
+		return;
+	while (c->head) {
+		struct ctl_op *op = c->head;
+		c->head = op->next;
+		free(op);
+	}
+	if (c->mlog)
+		log_close(c->mlog);
+	ctl_txn_deinit(&c->committing);
+	free(c);
+	b->controller = NULL;
+}

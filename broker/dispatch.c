@@ -1,0 +1,119 @@
+/*
+ * dispatch.c — from a framed request to its handler, and ApiVersions.
+ *
+ * The table below is the single source of truth for what Tidemark speaks:
+ * ApiVersions advertises exactly these ranges, and a request outside them
+ * is refused.  Per Kafka's rules an unknown API or version closes the
+ * connection, except ApiVersions itself, which answers a version it does
+ * not know with error 35 in a v0 body listing what it supports (KIP-511),
+ * so the client can retry with a version both sides know.
+ */
+#include "broker/api.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/kerr.h"
+#include "common/tm_log.h"
+
+static const struct tm_api_handler handlers[] = {
+	{ KAFKA_API_PRODUCE, 3, 11, api_produce, false },
+	{ KAFKA_API_FETCH, 4, 17, api_fetch, false },
+	{ KAFKA_API_LIST_OFFSETS, 1, 9, api_list_offsets, false },
+	{ KAFKA_API_METADATA, 0, 12, api_metadata, false },
+	{ KAFKA_API_API_VERSIONS, 0, 4, api_api_versions, true },
+	{ KAFKA_API_CREATE_TOPICS, 2, 7, api_create_topics, false },
+	{ KAFKA_API_DELETE_TOPICS, 1, 6, api_delete_topics, false },
+	{ KAFKA_API_DELETE_RECORDS, 0, 2, api_delete_records, false },
+	{ KAFKA_API_INIT_PRODUCER_ID, 0, 5, api_init_producer_id, false },
+	{ KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 2, 4, api_offsets_for_leader_epoch, false },
+	{ KAFKA_API_DESCRIBE_CONFIGS, 1, 4, api_describe_configs, false },
+	{ KAFKA_API_ALTER_CONFIGS, 0, 2, api_alter_configs, false },
+	{ KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions, false },
+	{ KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs, false },
+	{ KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster, true },
+};
+
+const struct tm_api_handler *dispatch_lookup(int16_t api_key)
+{
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+		if (handlers[i].api_key == api_key)
+			return &handlers[i];
+	return NULL;
+}
+
+int dispatch_api_count(void)
+{
+	return (int)(sizeof(handlers) / sizeof(handlers[0]));
+}
+
+const struct tm_api_handler *dispatch_api_at(int i)
+{
+	return &handlers[i];
+}
+
+static void encode_api_versions(struct tm_req *req, int16_t version, int16_t error_code, bool controller_only)
+{
+	struct kafka_api_versions_response resp;
+	kafka_api_versions_response_init(&resp);
+	resp.error_code = error_code;
+	int n = dispatch_api_count();
+	resp.api_keys = arena_alloc(&req->arena, sizeof(*resp.api_keys) * (size_t)n);
+	resp.api_keys_count = 0;
+	for (int i = 0; resp.api_keys && i < n; i++) {
+		const struct tm_api_handler *h = dispatch_api_at(i);
+		if (controller_only && !h->controller_listener)
+			continue;
+		struct kafka_api_versions_response_api_version *k = &resp.api_keys[resp.api_keys_count++];
+		k->api_key = h->api_key;
+		k->min_version = h->min_version;
+		k->max_version = h->max_version;
+	}
+	kafka_api_versions_response_encode(&req->resp, version, &resp);
+}
+
+void api_api_versions(struct tm_req *req)
+{
+	struct kafka_api_versions_request in;
+	if (REQ_DECODE(req, api_versions, &in))
+		return;
+	encode_api_versions(req, req->hdr.api_version, TM_ERR_NONE,
+			    req->conn && config_is_controller_listener(&req->b->cfg, req->listener_name));
+	req_finish(req);
+}
+
+int dispatch_request(struct tm_req *req)
+{
+	struct tm_rd r;
+	rd_init(&r, req->frame, req->frame_len);
+	if (kafka_request_header_decode(&r, &req->hdr)) {
+		tm_warn("server", "malformed request header (%zu bytes); closing the connection", req->frame_len);
+		return -EBADMSG;
+	}
+	req->body = r;
+	int16_t key = req->hdr.api_key;
+	int16_t ver = req->hdr.api_version;
+	const struct tm_api_handler *h = dispatch_lookup(key);
+	bool on_controller = config_is_controller_listener(&req->b->cfg, req->listener_name);
+	if (key == KAFKA_API_API_VERSIONS && h && (ver < h->min_version || ver > h->max_version)) {
+		/* KIP-511: answer in a v0 body (and v0 header) with what we support. */
+		req->hdr.api_version = 0;
+		encode_api_versions(req, 0, TM_ERR_UNSUPPORTED_VERSION, on_controller);
+		req_finish(req);
+		return 0;
+	}
+	if (!h || (on_controller && !h->controller_listener)) {
+		const struct kafka_api_desc *d = kafka_api_lookup(key);
+		tm_warn("server", "request for unsupported API %d (%s) v%d on listener %s; closing the connection",
+			key, d ? d->name : "unknown", ver, req->listener_name);
+		return -EPROTO;
+	}
+	if (ver < h->min_version || ver > h->max_version) {
+		const struct kafka_api_desc *d = kafka_api_lookup(key);
+		tm_warn("server", "request for %s v%d, supported versions are %d-%d; closing the connection",
+			d ? d->name : "?", ver, h->min_version, h->max_version);
+		return -EPROTO;
+	}
+	h->handle(req);
+	return 0;
+}

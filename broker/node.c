@@ -1,0 +1,366 @@
+/*
+ * node.c — start-up, the loop, shutdown.
+ *
+ * Storage identity, as Kafka keeps it: <log.dirs>/meta.properties holds
+ * version=1, cluster.id, node.id and directory.id.  A node refuses to start
+ * when the stored cluster.id or node.id disagrees with its configuration.
+ *
+ * Cluster id without a format step: when neither meta.properties nor
+ * cluster.id gives one, the id is derived from the voter set
+ * (controller.quorum.voters), so that nodes started on empty storage with the
+ * same voter list agree on one cluster id without talking to each other.
+ */
+#include "broker/node.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "broker/broker.h"
+#include "broker/controller.h"
+#include "broker/groups.h"
+#include "broker/partition.h"
+#include "common/tm_log.h"
+#include "common/tm_time.h"
+#include "storage/io.h"
+
+#define NODE_TICK_MS 100
+
+static void base64url16(const uint8_t in[16], char out[23])
+{
+	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	int o = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	for (int i = 0; i < 16; i++) {
+		acc = (acc << 8) | in[i];
+		bits += 8;
+		while (bits >= 6) {
+			out[o++] = tbl[(acc >> (bits - 6)) & 63];
+			bits -= 6;
+		}
+	}
+	if (bits)
+		out[o++] = tbl[(acc << (6 - bits)) & 63];
+	out[o] = 0;
+}
+
+static void derive_cluster_id(const struct tm_config *cfg, char out[32])
+{
+	/* Voters sorted by id, as "id@host:port," — the same text on every node. */
+	char text[TM_MAX_VOTERS * 300] = "tidemark-cluster:";
+	int order[TM_MAX_VOTERS];
+	for (int i = 0; i < cfg->voter_count; i++)
+		order[i] = i;
+	for (int i = 1; i < cfg->voter_count; i++)
+		for (int j = i; j > 0 && cfg->voters[order[j]].id < cfg->voters[order[j - 1]].id; j--) {
+			int t = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	for (int i = 0; i < cfg->voter_count; i++) {
+		const struct tm_voter *v = &cfg->voters[order[i]];
+		size_t n = strlen(text);
+		snprintf(text + n, sizeof(text) - n, "%d@%s:%d,", v->id, v->host, v->port);
+	}
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL);
+	base64url16(md, out);
+}
+
+/* Copies src into dst (size n), truncating; always NUL-terminates. */
+static void copy_str(char *dst, size_t n, const char *src)
+{
+	size_t l = strlen(src);
+	if (l >= n)
+		l = n - 1;
+	memcpy(dst, src, l);
+	dst[l] = 0;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[1024];
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+struct meta_props {
+	char cluster_id[64];
+	int32_t node_id;
+	char directory_id[32];
+	bool present;
+};
+
+static int meta_read(const char *dir, struct meta_props *m)
+{
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/meta.properties", dir);
+	memset(m, 0, sizeof(*m));
+	m->node_id = -1;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	m->present = true;
+	char line[512];
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\r\n")] = 0;
+		if (!strncmp(line, "cluster.id=", 11))
+			copy_str(m->cluster_id, sizeof(m->cluster_id), line + 11);
+		else if (!strncmp(line, "node.id=", 8))
+			m->node_id = (int32_t)strtol(line + 8, NULL, 10);
+		else if (!strncmp(line, "directory.id=", 13))
+			copy_str(m->directory_id, sizeof(m->directory_id), line + 13);
+	}
+	fclose(f);
+	return 0;
+}
+
+static int meta_write(const char *dir, const char *cluster_id, int32_t node_id)
+{
+	char path[1200], tmp[1200];
+	snprintf(path, sizeof(path), "%s/meta.properties", dir);
+	snprintf(tmp, sizeof(tmp), "%s/meta.properties.tmp", dir);
+	uint8_t raw[16];
+	char dirid[23];
+	RAND_bytes(raw, sizeof(raw));
+	base64url16(raw, dirid);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "#\n#Written by Tidemark\nversion=1\ncluster.id=%s\nnode.id=%d\ndirectory.id=%s\n", cluster_id,
+		node_id, dirid);
+	if (fflush(f) || fsync(fileno(f))) {
+		int e = -errno;
+		fclose(f);
+		return e;
+	}
+	fclose(f);
+	if (rename(tmp, path))
+		return -errno;
+	return 0;
+}
+
+/* Settles the cluster id: stored, configured, given, or derived; and checks
+ * that they agree.  Formats empty storage. */
+static int storage_identity(const struct tm_config *cfg, const char *given, char out[32])
+{
+	int rc = mkdir_p(cfg->log_dir);
+	if (rc) {
+		tm_error("node", "cannot create log.dirs %s: %s", cfg->log_dir, strerror(-rc));
+		return rc;
+	}
+	struct meta_props m;
+	rc = meta_read(cfg->log_dir, &m);
+	if (rc) {
+		tm_error("node", "cannot read %s/meta.properties: %s", cfg->log_dir, strerror(-rc));
+		return rc;
+	}
+	const char *want = given ? given : cfg->cluster_id[0] ? cfg->cluster_id : NULL;
+	if (m.present) {
+		if (m.node_id != cfg->node_id) {
+			tm_error("node", "%s/meta.properties says node.id=%d but the configuration says node.id=%d; "
+				 "fix node.id or point log.dirs at this node's own storage",
+				 cfg->log_dir, m.node_id, cfg->node_id);
+			return -EINVAL;
+		}
+		if (want && strcmp(want, m.cluster_id)) {
+			tm_error("node", "%s/meta.properties says cluster.id=%s but the configuration says cluster.id=%s; "
+				 "this storage belongs to another cluster",
+				 cfg->log_dir, m.cluster_id, want);
+			return -EINVAL;
+		}
+		copy_str(out, 32, m.cluster_id);
+		return 0;
+	}
+	char derived[32];
+	if (!want) {
+		derive_cluster_id(cfg, derived);
+		want = derived;
+	}
+	if (strlen(want) < 1 || strlen(want) > 31) {
+		tm_error("node", "cluster.id '%s' is not valid (1-31 characters, e.g. 22 base64 characters)", want);
+		return -EINVAL;
+	}
+	rc = meta_write(cfg->log_dir, want, cfg->node_id);
+	if (rc) {
+		tm_error("node", "cannot write %s/meta.properties: %s", cfg->log_dir, strerror(-rc));
+		return rc;
+	}
+	tm_info("node", "formatted %s for cluster %s, node %d", cfg->log_dir, want, cfg->node_id);
+	copy_str(out, 32, want);
+	return 0;
+}
+
+int node_format(const struct tm_config *cfg, const char *cluster_id)
+{
+	char id[32];
+	struct meta_props m;
+	if (meta_read(cfg->log_dir, &m) == 0 && m.present) {
+		fprintf(stderr, "tidemark format: %s is already formatted (cluster.id=%s, node.id=%d)\n", cfg->log_dir,
+			m.cluster_id, m.node_id);
+		return -EEXIST;
+	}
+	int rc = storage_identity(cfg, cluster_id, id);
+	if (!rc)
+		printf("Formatted %s: cluster.id=%s node.id=%d\n", cfg->log_dir, id, cfg->node_id);
+	return rc;
+}
+
+static void io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tm_broker *b = arg;
+	(void)fd;
+	(void)what;
+	io_process_completions(b->io);
+	broker_kick_io(b);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tm_broker *b = arg;
+	(void)fd;
+	(void)what;
+	int64_t now = tm_wall_ms();
+	if (now - b->last_retention_ms >= b->cfg.log_retention_check_interval_ms) {
+		b->last_retention_ms = now;
+		partitions_tick(b, now);
+	}
+	groups_tick(b, tm_mono_ms());
+	broker_kick_io(b);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct tm_broker *b = arg;
+	(void)what;
+	if (b->stopping)
+		return;
+	tm_info("node", "received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	b->stopping = true;
+	server_stop(b);
+	event_base_loopexit(b->base, NULL);
+}
+
+static int lock_dir(const char *dir)
+{
+	char path[1200];
+	snprintf(path, sizeof(path), "%s/.lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		close(fd);
+		return -EBUSY;
+	}
+	return fd;
+}
+
+int node_run(const struct tm_config *cfg)
+{
+	struct tm_broker *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->cfg = *cfg;
+	b->started_ms = tm_mono_ms();
+	b->last_retention_ms = tm_wall_ms();
+	md_image_init(&b->md);
+	tm_map_init(&b->topics);
+	tm_map_init(&b->topic_ids);
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = storage_identity(cfg, NULL, b->cluster_id);
+	if (rc)
+		goto err_free;
+	int lock_fd = lock_dir(cfg->log_dir);
+	if (lock_fd < 0) {
+		tm_error("node", "cannot lock %s: %s; is another tidemark using this directory?", cfg->log_dir,
+			 lock_fd == -EBUSY ? "it is locked" : strerror(-lock_fd));
+		rc = lock_fd;
+		goto err_free;
+	}
+	b->base = event_base_new();
+	if (!b->base) {
+		rc = -ENOMEM;
+		goto err_unlock;
+	}
+	rc = io_new(1024, &b->io);
+	if (rc) {
+		tm_error("node", "cannot set up io_uring: %s; Tidemark needs Linux 5.6+ with io_uring enabled "
+			 "(containers: allow io_uring syscalls in the seccomp profile)", strerror(-rc));
+		goto err_base;
+	}
+	b->io_ev = event_new(b->base, io_event_fd(b->io), EV_READ | EV_PERSIST, io_cb, b);
+	event_add(b->io_ev, NULL);
+
+	rc = controller_start(b);
+	if (rc)
+		goto err_io;
+	rc = groups_start(b);
+	if (rc)
+		goto err_controller;
+	rc = server_start(b);
+	if (rc)
+		goto err_groups;
+
+	b->tick_ev = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
+	struct timeval tv = { 0, NODE_TICK_MS * 1000 };
+	event_add(b->tick_ev, &tv);
+	b->sigint_ev = evsignal_new(b->base, SIGINT, signal_cb, b);
+	b->sigterm_ev = evsignal_new(b->base, SIGTERM, signal_cb, b);
+	event_add(b->sigint_ev, NULL);
+	event_add(b->sigterm_ev, NULL);
+
+	tm_info("node", "Tidemark %s node %d started (cluster %s, data in %s) in %" PRId64 " ms", TM_VERSION,
+		cfg->node_id, b->cluster_id, cfg->log_dir, tm_mono_ms() - b->started_ms);
+	event_base_dispatch(b->base);
+
+	server_stop(b);
+	event_free(b->tick_ev);
+	event_free(b->sigint_ev);
+	event_free(b->sigterm_ev);
+	rc = 0;
+err_groups:
+	groups_stop(b);
+err_controller:
+	controller_stop(b);
+	partitions_close_all(b);
+err_io:
+	if (b->io_ev)
+		event_free(b->io_ev);
+	io_free(b->io);
+err_base:
+	event_base_free(b->base);
+err_unlock:
+	close(lock_fd);
+err_free:
+	tm_map_deinit(&b->topics);
+	tm_map_deinit(&b->topic_ids);
+	md_image_deinit(&b->md);
+	if (!rc)
+		tm_info("node", "stopped cleanly");
+	free(b);
+	return rc;
+}

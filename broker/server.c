@@ -1,0 +1,366 @@
+/*
+ * server.c — listeners, connections and request framing on the libevent loop.
+ *
+ * Frame:  | length i32 | request header | request body |   (length excludes itself)
+ *
+ * A length below 8 or above socket.request.max.bytes closes the connection
+ * with a log line before any byte of the body is buffered.  Requests on one
+ * connection are dispatched in arrival order and answered in that order:
+ * each gets a slot in conn->queue, and only the done prefix of the queue is
+ * written.  At most CONN_INFLIGHT_MAX requests per connection are in progress;
+ * beyond that the connection stops reading (TCP pushes back on the client),
+ * as does an output buffer above CONN_OUTPUT_HIGH_BYTES.
+ */
+#include "broker/broker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/tm_log.h"
+#include "common/tm_time.h"
+#include "storage/io.h"
+
+#define CONN_INFLIGHT_MAX 32
+#define CONN_OUTPUT_HIGH_BYTES (8u << 20)
+
+struct tm_conn {
+	struct tm_broker *b;
+	struct bufferevent *bev;
+	const struct tm_listener *listener;
+	struct tm_req *head, *tail;   /* in-order queue of requests */
+	int inflight;
+	int busy;                     /* >0 while conn_read_cb runs: frees are deferred */
+	bool closing;                 /* close once the queue's output is written */
+	bool dead;                    /* free as soon as not busy */
+	bool read_paused;
+	char peer[160];
+};
+
+struct tm_listen_ctx {
+	struct tm_broker *b;
+	const struct tm_listener *l;
+};
+
+static struct tm_listen_ctx listen_ctx[TM_MAX_LISTENERS];
+
+static void req_free(struct tm_req *r)
+{
+	arena_deinit(&r->arena);
+	wbuf_deinit(&r->resp);
+	free(r->frame);
+	free(r);
+}
+
+static void conn_free(struct tm_conn *c)
+{
+	for (struct tm_req *r = c->head; r;) {
+		struct tm_req *next = r->next;
+		r->next = NULL;
+		if (r->done)
+			req_free(r);
+		else
+			r->conn = NULL; /* its handler finishes and frees it later */
+		r = next;
+	}
+	c->head = c->tail = NULL;
+	if (c->bev)
+		bufferevent_free(c->bev);
+	c->b->conn_count--;
+	free(c);
+}
+
+/* Frees c now, or when the read loop that is running on it returns. */
+static void conn_kill(struct tm_conn *c, const char *why)
+{
+	if (why)
+		tm_info("server", "connection %s closed: %s", c->peer, why);
+	c->dead = true;
+	if (!c->busy)
+		conn_free(c);
+}
+
+static void conn_update_reading(struct tm_conn *c)
+{
+	size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
+	bool pause = c->inflight >= CONN_INFLIGHT_MAX || out > CONN_OUTPUT_HIGH_BYTES || c->closing;
+	if (pause && !c->read_paused) {
+		bufferevent_disable(c->bev, EV_READ);
+		c->read_paused = true;
+	} else if (!pause && c->read_paused) {
+		bufferevent_enable(c->bev, EV_READ);
+		c->read_paused = false;
+	}
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+
+/* Writes the done prefix of the queue. */
+static void conn_flush_queue(struct tm_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	while (c->head && c->head->done) {
+		struct tm_req *r = c->head;
+		c->head = r->next;
+		if (!c->head)
+			c->tail = NULL;
+		c->inflight--;
+		if (!r->no_response) {
+			struct tm_wbuf hdr;
+			wbuf_init(&hdr);
+			wr_i32(&hdr, 0);
+			kafka_response_header_encode(&hdr, r->hdr.api_key, r->hdr.api_version, r->hdr.correlation_id);
+			if (hdr.err || r->resp.err || r->resp.len > INT32_MAX / 2) {
+				tm_error("server", "connection %s: could not encode a response (out of memory); closing", c->peer);
+				c->closing = true;
+			} else {
+				wr_patch_i32(&hdr, 0, (int32_t)(hdr.len - 4 + r->resp.len));
+				evbuffer_add(out, hdr.buf, hdr.len);
+				evbuffer_add(out, r->resp.buf, r->resp.len);
+			}
+			wbuf_deinit(&hdr);
+		}
+		req_free(r);
+	}
+}
+
+/* After the queue moved: close a closing connection whose output is out,
+ * else resume reading requests that waited for a free slot. */
+static void conn_progress(struct tm_conn *c)
+{
+	conn_flush_queue(c);
+	if (c->closing) {
+		if (!c->head && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			conn_kill(c, NULL);
+		else
+			conn_update_reading(c);
+		return;
+	}
+	conn_update_reading(c);
+	if (!c->busy && !c->read_paused && evbuffer_get_length(bufferevent_get_input(c->bev)) >= 4)
+		conn_read_cb(c->bev, c);
+}
+
+void req_finish(struct tm_req *req)
+{
+	struct tm_conn *c = req->conn;
+	req->done = true;
+	if (!c) {
+		req_free(req);
+		return;
+	}
+	conn_progress(c);
+}
+
+void req_fail_decode(struct tm_req *req)
+{
+	if (req->conn) {
+		const struct kafka_api_desc *d = kafka_api_lookup(req->hdr.api_key);
+		tm_warn("server", "connection %s: malformed %s v%d request (correlation id %d); closing the connection",
+			req->conn->peer, d ? d->name : "?", req->hdr.api_version, req->hdr.correlation_id);
+		req->conn->closing = true;
+	}
+	req->no_response = true;
+	req_finish(req);
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct tm_conn *c = arg;
+	struct tm_broker *b = c->b;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	c->busy++;
+	while (!c->closing && !c->dead && c->inflight < CONN_INFLIGHT_MAX) {
+		uint8_t lenb[4];
+		if (evbuffer_copyout(in, lenb, 4) < 4)
+			break;
+		int32_t len = (int32_t)tm_load_be32(lenb);
+		if (len < 8 || len > b->cfg.socket_request_max_bytes) {
+			tm_warn("server", "connection %s: request frame of %d bytes is outside [8, socket.request.max.bytes=%d]; closing",
+				c->peer, len, b->cfg.socket_request_max_bytes);
+			c->dead = true;
+			break;
+		}
+		if (evbuffer_get_length(in) < (size_t)len + 4) {
+			/* Wake only when the whole frame is buffered. */
+			bufferevent_setwatermark(bev, EV_READ, (size_t)len + 4, 0);
+			break;
+		}
+		bufferevent_setwatermark(bev, EV_READ, 0, 0);
+		struct tm_req *r = calloc(1, sizeof(*r));
+		uint8_t *frame = malloc((size_t)len);
+		if (!r || !frame) {
+			free(r);
+			free(frame);
+			tm_error("server", "connection %s: out of memory for a %d-byte request; closing", c->peer, len);
+			c->dead = true;
+			break;
+		}
+		evbuffer_drain(in, 4);
+		evbuffer_remove(in, frame, (size_t)len);
+		r->b = b;
+		r->conn = c;
+		r->frame = frame;
+		r->frame_len = (size_t)len;
+		r->arrival_ms = tm_mono_ms();
+		r->listener_name = c->listener->name;
+		arena_init(&r->arena, 0);
+		wbuf_init(&r->resp);
+		if (c->tail)
+			c->tail->next = r;
+		else
+			c->head = r;
+		c->tail = r;
+		c->inflight++;
+		if (dispatch_request(r)) {
+			/* dispatch logged why; answer nothing and close after earlier responses. */
+			c->closing = true;
+			r->no_response = true;
+			req_finish(r);
+		}
+	}
+	c->busy--;
+	if (c->dead) {
+		conn_kill(c, "protocol error");
+	} else {
+		conn_progress(c);
+	}
+	broker_kick_io(b);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct tm_conn *c = arg;
+	(void)bev;
+	conn_progress(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct tm_conn *c = arg;
+	(void)bev;
+	if (what & BEV_EVENT_EOF)
+		tm_debug("server", "connection %s closed by peer", c->peer);
+	else if (what & BEV_EVENT_ERROR)
+		tm_debug("server", "connection %s: %s", c->peer, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	conn_kill(c, NULL);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct tm_listen_ctx *ctx = arg;
+	struct tm_broker *b = ctx->b;
+	(void)l;
+	(void)salen;
+	struct tm_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->b = b;
+	c->listener = ctx->l;
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+		port = ntohs(in4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s:%d/%s", host, port, ctx->l->name);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	b->conn_count++;
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	tm_debug("server", "connection %s accepted", c->peer);
+}
+
+static int listen_on(struct tm_broker *b, const struct tm_listener *l, int idx)
+{
+	struct addrinfo hints = { 0 }, *res = NULL;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	char port[16];
+	snprintf(port, sizeof(port), "%d", l->port);
+	const char *host = (l->host[0] && strcmp(l->host, "0.0.0.0")) ? l->host : NULL;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		tm_error("server", "listener %s: cannot resolve %s: %s; check listeners=", l->name, l->host, gai_strerror(rc));
+		return -EINVAL;
+	}
+	/* Prefer IPv4 for "localhost" so kafka clients resolving to 127.0.0.1 connect. */
+	struct addrinfo *pick = res;
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+		if (ai->ai_family == AF_INET) {
+			pick = ai;
+			break;
+		}
+	if (!host && pick->ai_family == AF_INET) {
+		/* Unspecified host: all interfaces. */
+		((struct sockaddr_in *)pick->ai_addr)->sin_addr.s_addr = htonl(INADDR_ANY);
+	}
+	listen_ctx[idx].b = b;
+	listen_ctx[idx].l = l;
+	struct evconnlistener *el = evconnlistener_new_bind(
+		b->base, accept_cb, &listen_ctx[idx], LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 512,
+		pick->ai_addr, (int)pick->ai_addrlen);
+	int err = errno;
+	freeaddrinfo(res);
+	if (!el) {
+		tm_error("server", "listener %s: cannot listen on %s:%d: %s; is another process using the port?",
+			 l->name, l->host[0] ? l->host : "*", l->port, strerror(err));
+		return -err;
+	}
+	b->listeners[idx] = el;
+	b->listener_cfg[idx] = l;
+	tm_info("server", "listening on %s://%s:%d", l->name, l->host[0] ? l->host : "0.0.0.0", l->port);
+	return 0;
+}
+
+int server_start(struct tm_broker *b)
+{
+	for (int i = 0; i < b->cfg.listener_count; i++) {
+		int rc = listen_on(b, &b->cfg.listeners[i], i);
+		if (rc)
+			return rc;
+		b->listener_count = i + 1;
+	}
+	return 0;
+}
+
+void server_stop(struct tm_broker *b)
+{
+	for (int i = 0; i < b->listener_count; i++) {
+		if (b->listeners[i])
+			evconnlistener_free(b->listeners[i]);
+		b->listeners[i] = NULL;
+	}
+	b->listener_count = 0;
+}
+
+void broker_kick_io(struct tm_broker *b)
+{
+	if (b->io)
+		io_flush(b->io);
+}
