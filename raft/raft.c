@@ -199,8 +199,9 @@ static int32_t last_epoch(const struct raft *r)
 
 /*
  * The largest epoch <= `epoch` in our log and the offset where it ends
- * (exclusive).  Epochs below everything we know end at the log start:
- * (snapshot epoch or 0, log start).
+ * (exclusive).  Below the epoch cache the snapshot's epoch ends at the log
+ * start; an epoch older than the snapshot's is unknown (-1, log start),
+ * and with no snapshot everything before the log is epoch 0 ending at 0.
  */
 static void end_offset_for_epoch(const struct raft *r, int32_t epoch,
 				 int32_t *epoch_out, int64_t *end_out)
@@ -213,7 +214,7 @@ static void end_offset_for_epoch(const struct raft *r, int32_t epoch,
 			return;
 		}
 	}
-	*epoch_out = r->snap_epoch <= epoch ? r->snap_epoch : 0;
+	*epoch_out = r->snap_epoch <= epoch ? r->snap_epoch : -1;
 	*end_out = r->log_start;
 }
 
@@ -292,6 +293,8 @@ static void become_follower(struct raft *r, struct raft_actions *out,
 			    int32_t epoch, int32_t leader)
 {
 	int32_t voted = epoch == r->epoch ? r->voted_id : RAFT_NODE_NONE;
+	if (epoch != r->epoch || leader != r->leader_id)
+		r->leader_contact_ms = -1;
 	set_quorum_state(r, out, epoch, voted, leader);
 	reset_role_state(r);
 	r->role = RAFT_FOLLOWER;
@@ -565,12 +568,15 @@ static bool log_up_to_date(const struct raft *r, int32_t last_epoch_c, int64_t l
 	return last_offset_c >= r->log_end;
 }
 
-/* A follower whose leader is alive turns pre-votes down (KIP-996). */
+/* A follower that heard from its leader within the fetch timeout turns
+ * pre-votes down (KIP-996); being a follower alone is not enough, or
+ * followers of a dead leader would refuse each other forever. */
 static bool has_live_leader(const struct raft *r)
 {
 	if (r->role == RAFT_LEADER)
 		return true;
-	return r->role == RAFT_FOLLOWER && !r->leader_resigned;
+	return r->role == RAFT_FOLLOWER && !r->leader_resigned && r->leader_contact_ms >= 0 &&
+	       r->now_ms - r->leader_contact_ms < r->cfg.fetch_timeout_ms;
 }
 
 static void reply_vote(struct raft *r, struct raft_actions *out, int32_t to,
@@ -602,7 +608,13 @@ static void on_vote_req(struct raft *r, struct raft_actions *out, const struct r
 	}
 	bool log_ok = log_up_to_date(r, q->last_offset_epoch, q->last_offset);
 	if (q->pre_vote) {
-		/* Never changes our state. */
+		/* A pre-vote never moves us to the epoch it proposes.  But the
+		 * candidate's current epoch (one less) is real and persisted;
+		 * when it is above ours we adopt it, or a node that won
+		 * pre-votes and then lost the real vote could never rejoin:
+		 * nobody would ever send it a message of its epoch. */
+		if (q->candidate_epoch - 1 > r->epoch)
+			become_unattached(r, out, q->candidate_epoch - 1);
 		bool grant = log_ok && !has_live_leader(r);
 		if (q->candidate_epoch == r->epoch &&
 		    (r->leader_id != RAFT_NODE_NONE ||
@@ -692,6 +704,8 @@ static void on_begin_req(struct raft *r, struct raft_actions *out, const struct 
 		err = TM_ERR_INCONSISTENT_VOTER_SET; /* two leaders in one epoch */
 	else if (r->role == RAFT_PROSPECTIVE)
 		become_follower(r, out, q->leader_epoch, q->leader_id);
+	if (err == TM_ERR_NONE && r->role == RAFT_FOLLOWER)
+		r->leader_contact_ms = r->now_ms;
 	reply_epoch(r, out, m->from, RAFT_MSG_BEGIN_EPOCH_RESP, err);
 }
 
@@ -842,8 +856,8 @@ static void on_fetch_req(struct raft *r, struct raft_actions *out, const struct 
 		end_offset_for_epoch(r, q->last_fetched_epoch, &e, &end);
 		if (e != q->last_fetched_epoch || end < q->fetch_offset) {
 			struct raft_msg *rm = fetch_resp_base(r, out, s->id, q, TM_ERR_NONE);
-			if (end < r->log_start || (end == r->log_start && r->log_start > 0 &&
-						    e != q->last_fetched_epoch)) {
+			if (e < 0 || end < r->log_start) {
+				/* The divergence lies inside our snapshot. */
 				rm->u.fetch_resp.snapshot_offset = r->log_start;
 				rm->u.fetch_resp.snapshot_epoch = r->snap_epoch;
 			} else {
@@ -979,7 +993,7 @@ static void on_fetch_resp(struct raft *r, struct raft_actions *out, const struct
 		return; /* stale or duplicate: answers a position we left */
 	r->fetch_inflight = false;
 	r->fetch_deadline_ms = r->now_ms + r->cfg.fetch_timeout_ms;
-	r->leader_resigned = false;
+	r->leader_contact_ms = r->now_ms;
 
 	if (p->snapshot_offset >= 0) {
 		if (p->snapshot_offset <= r->log_start || p->snapshot_offset < r->hw ||
@@ -996,7 +1010,10 @@ static void on_fetch_resp(struct raft *r, struct raft_actions *out, const struct
 		int32_t e;
 		int64_t end;
 		end_offset_for_epoch(r, p->diverging_epoch, &e, &end);
-		int64_t to = TM_MIN(end, p->diverging_end_offset);
+		/* Same epoch: the logs agree up to where the shorter one ends.
+		 * Otherwise cut back to the end of our own older epoch (a batch
+		 * boundary of ours) and let the next Fetch narrow it down. */
+		int64_t to = e == p->diverging_epoch ? TM_MIN(end, p->diverging_end_offset) : end;
 		if (to < r->log_start || to < r->hw)
 			return; /* would cut committed data: not a valid answer */
 		if (to < r->log_end)
@@ -1030,6 +1047,7 @@ static void on_fetch_snapshot_resp(struct raft *r, struct raft_actions *out,
 		return;
 	}
 	r->fetch_deadline_ms = r->now_ms + r->cfg.fetch_timeout_ms;
+	r->leader_contact_ms = r->now_ms;
 	bool done = p->position + (int64_t)p->len == p->size;
 	struct raft_action *a = push(out, RAFT_ACT_SNAPSHOT_CHUNK);
 	a->u.chunk.snapshot_offset = p->snapshot_offset;
@@ -1305,6 +1323,7 @@ int raft_init(struct raft *r, const struct raft_config *cfg, uint64_t seed,
 	r->now_ms = now_ms;
 	r->voted_id = RAFT_NODE_NONE;
 	r->leader_id = RAFT_NODE_NONE;
+	r->leader_contact_ms = -1;
 	if (restored) {
 		rc = restore(r, restored);
 		if (rc) {

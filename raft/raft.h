@@ -409,6 +409,7 @@ struct raft {
 	int64_t fetch_sent_ms;
 	int64_t fetch_not_before_ms;    /* retry backoff after an error */
 	bool leader_resigned;           /* got EndQuorumEpoch from our leader */
+	int64_t leader_contact_ms;      /* last good answer from the leader; -1 none */
 	bool snap_fetching;
 	int64_t snap_fetch_offset;
 	int32_t snap_fetch_epoch;

@@ -178,6 +178,31 @@ static void sc_print_failure(const struct sc_cluster *c, FILE *f)
 	unsigned n = c->trace_n < SC_TRACE_LINES ? c->trace_n : SC_TRACE_LINES;
 	for (unsigned i = c->trace_n - n; i < c->trace_n; i++)
 		fprintf(f, "  %s\n", c->trace[i % SC_TRACE_LINES]);
+	fprintf(f, "nodes at %lld ms:\n", (long long)c->now_ms);
+	for (int i = 0; i < c->n; i++) {
+		const struct sc_node *nd = &c->nodes[i];
+		if (!nd->up) {
+			fprintf(f, "  node %d down\n", nd->id);
+			continue;
+		}
+		const struct raft *r = &nd->r;
+		fprintf(f, "  node %d %-11s epoch %d leader %d voted %d log [%lld, %lld) durable %lld "
+			   "hw %lld applied %lld%s%s\n",
+			nd->id, raft_role_name(r->role), r->epoch, r->leader_id, r->voted_id,
+			(long long)r->log_start, (long long)r->log_end, (long long)r->persisted_end,
+			(long long)r->hw, (long long)nd->applied,
+			r->fetch_inflight ? " fetching" : "", r->snap_fetching ? " snapshot" : "");
+	}
+	if (!getenv("SIM_DUMP"))
+		return;
+	for (int i = 0; i < c->n; i++) {
+		const struct sc_node *nd = &c->nodes[i];
+		fprintf(f, "  node %d log:", nd->id);
+		for (size_t k = 0; k < nd->n; k++)
+			fprintf(f, " %lld/%d%s", (long long)nd->log[k].offset, nd->log[k].epoch,
+				nd->log[k].count > 1 ? "+" : "");
+		fprintf(f, "\n");
+	}
 }
 
 static uint64_t sc_fnv(const uint8_t *p, uint32_t n, uint64_t h)
