@@ -24,6 +24,7 @@
 
 #include "broker/config.h"
 #include "broker/metadata.h"
+#include "broker/metrics.h"
 #include "common/arena.h"
 #include "common/bytes.h"
 #include "common/tm_map.h"
@@ -38,6 +39,7 @@ struct tm_io;
 struct tm_conn;
 struct tm_group_coordinator;
 struct tm_controller;
+struct evhttp;
 
 /* One request from arrival to response.  Lives until its response is queued
  * (or dropped, when the connection closed while it was pending). */
@@ -69,6 +71,9 @@ struct tm_broker {
 	int listener_count;
 	int conn_count;
 	bool stopping;
+	bool serving;                /* listeners up, registration committed */
+	struct tm_metrics metrics;
+	struct evhttp *http;
 
 	char cluster_id[32];        /* base64url of 16 bytes, 22 chars */
 	int64_t started_ms;

@@ -92,6 +92,8 @@ int dispatch_request(struct tm_req *req)
 	}
 	req->body = r;
 	int16_t key = req->hdr.api_key;
+	if (key >= 0 && key <= KAFKA_API_KEY_MAX)
+		req->b->metrics.requests[key]++;
 	int16_t ver = req->hdr.api_version;
 	const struct tm_api_handler *h = dispatch_lookup(key);
 	bool on_controller = config_is_controller_listener(&req->b->cfg, req->listener_name);

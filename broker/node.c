@@ -324,6 +324,10 @@ int node_run(const struct tm_config *cfg)
 	rc = server_start(b);
 	if (rc)
 		goto err_groups;
+	rc = metrics_http_start(b);
+	if (rc)
+		goto err_server;
+	b->serving = true;
 
 	b->tick_ev = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
 	struct timeval tv = { 0, NODE_TICK_MS * 1000 };
@@ -337,11 +341,13 @@ int node_run(const struct tm_config *cfg)
 		cfg->node_id, b->cluster_id, cfg->log_dir, tm_mono_ms() - b->started_ms);
 	event_base_dispatch(b->base);
 
-	server_stop(b);
 	event_free(b->tick_ev);
 	event_free(b->sigint_ev);
 	event_free(b->sigterm_ev);
 	rc = 0;
+	metrics_http_stop(b);
+err_server:
+	server_stop(b);
 err_groups:
 	groups_stop(b);
 err_controller:

@@ -127,6 +127,7 @@ static void conn_flush_queue(struct tm_conn *c)
 				wr_patch_i32(&hdr, 0, (int32_t)(hdr.len - 4 + r->resp.len));
 				evbuffer_add(out, hdr.buf, hdr.len);
 				evbuffer_add(out, r->resp.buf, r->resp.len);
+				c->b->metrics.response_bytes += hdr.len + r->resp.len;
 			}
 			wbuf_deinit(&hdr);
 		}
@@ -208,6 +209,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		}
 		evbuffer_drain(in, 4);
 		evbuffer_remove(in, frame, (size_t)len);
+		b->metrics.request_bytes += (uint64_t)len + 4;
 		r->b = b;
 		r->conn = c;
 		r->frame = frame;
@@ -231,6 +233,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	}
 	c->busy--;
 	if (c->dead) {
+		b->metrics.connections_closed_protocol_error++;
 		conn_kill(c, "protocol error");
 	} else {
 		conn_progress(c);
@@ -290,6 +293,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	b->conn_count++;
+	b->metrics.connections_accepted++;
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	tm_debug("server", "connection %s accepted", c->peer);
