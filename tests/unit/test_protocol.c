@@ -494,6 +494,54 @@ START_TEST(test_negative_lengths_and_bad_nulls_are_rejected)
 }
 END_TEST
 
+START_TEST(test_truncated_headers_are_rejected_at_every_byte)
+{
+	static const uint8_t v2[] = {
+		0x00, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x02,
+		0x00, 0x03, 'c', 'l', 'i', 0x01, 0x05, 0x01, 0xee, /* one unknown header tag */
+	};
+	struct kafka_request_header h;
+	struct tm_rd r;
+	for (size_t n = 0; n < sizeof(v2); n++) {
+		rd_init(&r, v2, n);
+		ck_assert_msg(kafka_request_header_decode(&r, &h) == -EBADMSG, "prefix %zu", n);
+	}
+	rd_init(&r, v2, sizeof(v2));
+	ck_assert_int_eq(kafka_request_header_decode(&r, &h), 0);
+	ck_assert(kstr_eq(h.client_id, "cli"));
+	ck_assert_uint_eq(r.pos, sizeof(v2));
+
+	/* ControlledShutdown v0 uses request header v0: no client id */
+	static const uint8_t cs0[] = { 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09,
+				       0x00, 0x00, 0x00, 0x01 };
+	rd_init(&r, cs0, sizeof(cs0));
+	ck_assert_int_eq(kafka_request_header_decode(&r, &h), 0);
+	ck_assert_int_eq(h.client_id.len, -1);
+	ck_assert_uint_eq(r.pos, 8);
+
+	/* flexible response header (Metadata v9): correlation id + tagged fields */
+	static const uint8_t rh[] = { 0x00, 0x00, 0x00, 0x2a, 0x00 };
+	int32_t corr;
+	for (size_t n = 0; n < sizeof(rh); n++) {
+		rd_init(&r, rh, n);
+		ck_assert_int_eq(kafka_response_header_decode(&r, KAFKA_API_METADATA, 9, &corr),
+				 -EBADMSG);
+	}
+	rd_init(&r, rh, sizeof(rh));
+	ck_assert_int_eq(kafka_response_header_decode(&r, KAFKA_API_METADATA, 9, &corr), 0);
+	ck_assert_int_eq(corr, 42);
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	kafka_response_header_encode(&w, KAFKA_API_METADATA, 9, 42);
+	ck_assert_uint_eq(w.len, sizeof(rh));
+	ck_assert(memcmp(w.buf, rh, sizeof(rh)) == 0);
+	wbuf_reset(&w);
+	kafka_response_header_encode(&w, KAFKA_API_METADATA, 8, 42);
+	ck_assert_uint_eq(w.len, 4);
+	wbuf_deinit(&w);
+}
+END_TEST
+
 START_TEST(test_garbage_never_crashes_any_decoder)
 {
 	/* seeded pseudo-random bodies through every decoder at every version */
@@ -606,6 +654,7 @@ Suite *protocol_suite(void)
 	tcase_set_timeout(th, 120);
 	tcase_add_test(th, test_huge_array_count_is_rejected_without_allocating);
 	tcase_add_test(th, test_negative_lengths_and_bad_nulls_are_rejected);
+	tcase_add_test(th, test_truncated_headers_are_rejected_at_every_byte);
 	tcase_add_test(th, test_garbage_never_crashes_any_decoder);
 	suite_add_tcase(s, th);
 	return s;
