@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/bytes.h"
@@ -191,6 +192,51 @@ static inline int64_t t_read_all(struct tctx *t, int64_t from, size_t max_bytes)
 		free(r.data);
 	}
 	return seen;
+}
+
+/* Simulates a crash: a child process opens the log with its own ring, runs
+ * fn (appends...), and exits without closing anything.  The parent's log
+ * must not be open. */
+typedef void (*t_child_fn)(struct tctx *t, void *arg);
+
+static inline void t_crash_after(struct tctx *t, t_child_fn fn, void *arg)
+{
+	ck_assert_ptr_null(t->l);
+	fflush(NULL);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct tm_io *io;
+		if (io_new(64, &io) != 0)
+			_exit(3);
+		t->io = io;
+		t_open(t);
+		fn(t, arg);
+		sth_drain(io);
+		_exit(0);
+	}
+	int status = 0;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "crash child failed: %d", status);
+}
+
+/* Truncates or extends dir/name to size bytes. */
+static inline void t_set_size(const struct tctx *t, const char *name, off_t size)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", t->dir, name);
+	ck_assert_int_eq(truncate(p, size), 0);
+}
+
+/* Writes bytes into dir/name at off. */
+static inline void t_poke(const struct tctx *t, const char *name, off_t off, const void *b, size_t n)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", t->dir, name);
+	int fd = open(p, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, b, n, off), (ssize_t)n);
+	close(fd);
 }
 
 #endif
