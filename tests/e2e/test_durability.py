@@ -1,0 +1,80 @@
+"""Acknowledged records survive kill -9: produce with acks=all and acks=1,
+kill the broker with SIGKILL, start it again on the same directory, and every
+acknowledged record is there at the offset it was acknowledged with; offsets
+are contiguous and new records continue after them."""
+import random
+
+from conftest import SEED
+from tmhelp import consume, create_topic, produce, unique_topic, watermarks, wait_for_metadata
+
+
+def produce_batch(bootstrap, topic, partitions, acks, start, n, rnd):
+    records = [{"partition": i % partitions, "key": b"k%d" % (start + i),
+                "value": b"%d:" % (start + i) + bytes(rnd.randrange(256) for _ in range(rnd.randrange(200)))}
+               for i in range(n)]
+    acked = produce(bootstrap, topic, records, {"acks": acks, "linger.ms": 10,
+                                                "compression.type": rnd.choice(["none", "lz4", "zstd"])})
+    return {pos: r for pos, r in zip(acked, records)}
+
+
+def check_log(bootstrap, topic, partitions, expected):
+    """expected: {(partition, offset): record}.  Each partition holds exactly
+    these records at these offsets, from offset 0 up."""
+    for p in range(partitions):
+        want = {o: r for (pp, o), r in expected.items() if pp == p}
+        lo, hi = watermarks(bootstrap, topic, p)
+        assert (lo, hi) == (0, len(want)), "seed %d: partition %d watermarks %r, expected (0, %d)" % (
+            SEED, p, (lo, hi), len(want))
+        got = consume(bootstrap, topic, [p], len(want), timeout=60)
+        assert [m["offset"] for m in got] == sorted(want), "seed %d: partition %d offsets" % (SEED, p)
+        for m in got:
+            r = want[m["offset"]]
+            assert (m["key"], m["value"]) == (r["key"], r["value"]), "seed %d: %s-%d@%d" % (
+                SEED, topic, p, m["offset"])
+
+
+def test_acked_records_survive_kill_9_and_offsets_continue(fresh_broker):
+    """One topic produced with acks=all, one with acks=1, on one broker."""
+    b = fresh_broker
+    rnd = random.Random(SEED)
+    partitions = 3
+    topics = {acks: unique_topic("durable-acks%s" % acks) for acks in ("all", "1")}
+    expected = {}
+    for acks, topic in topics.items():
+        create_topic(b.bootstrap, topic, partitions)
+        expected[acks] = produce_batch(b.bootstrap, topic, partitions, acks, 0, 600, rnd)
+
+    b.restart(hard=True)
+    for acks, topic in topics.items():
+        wait_for_metadata(b.bootstrap, topic, partitions)
+        check_log(b.bootstrap, topic, partitions, expected[acks])
+
+    for acks, topic in topics.items():
+        more = produce_batch(b.bootstrap, topic, partitions, acks, 600, 300, rnd)
+        for p in range(partitions):
+            first_new = min(o for (pp, o) in more if pp == p)
+            old_end = max(o for (pp, o) in expected[acks] if pp == p) + 1
+            assert first_new == old_end, "seed %d: acks=%s partition %d continued at %d, not %d" % (
+                SEED, acks, p, first_new, old_end)
+        expected[acks].update(more)
+
+    # A second crash right after the new appends, then a clean restart.
+    b.restart(hard=True)
+    b.restart()
+    for acks, topic in topics.items():
+        wait_for_metadata(b.bootstrap, topic, partitions)
+        check_log(b.bootstrap, topic, partitions, expected[acks])
+
+
+def test_topics_and_configs_survive_restart(fresh_broker):
+    b = fresh_broker
+    topic = unique_topic("persist-meta")
+    create_topic(b.bootstrap, topic, 4, config={"retention.ms": "7200000"})
+    b.restart(hard=True)
+    wait_for_metadata(b.bootstrap, topic, 4)
+    from tmhelp import admin
+    from confluent_kafka.admin import ConfigResource
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    a = admin(b.bootstrap)
+    cfg = a.describe_configs([res])[res].result(timeout=30)
+    assert cfg["retention.ms"].value == "7200000"
