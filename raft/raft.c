@@ -1188,6 +1188,8 @@ static int on_snapshot_taken(struct raft *r, int64_t offset, int32_t epoch)
 			return -EINVAL;
 	r->log_start = offset;
 	r->snap_epoch = epoch;
+	if (r->persisted_end < offset)
+		r->persisted_end = offset; /* the snapshot file itself is durable */
 	epochs_prune_below(r, offset);
 	return 0;
 }
@@ -1207,6 +1209,37 @@ static void on_recv(struct raft *r, struct raft_actions *out, const struct raft_
 	case RAFT_MSG_FETCH_SNAPSHOT_RESP: on_fetch_snapshot_resp(r, out, m); break;
 	}
 }
+
+#ifdef TM_DEBUG
+/* Debug and simulator builds re-check the core's own invariants each step. */
+static void check_invariants(const struct raft *r)
+{
+	TM_ASSERT(r->log_start <= r->hw);
+	TM_ASSERT(r->hw <= r->log_end);
+	TM_ASSERT(r->persisted_end <= r->log_end);
+	TM_ASSERT(r->persisted_end >= r->log_start);
+	for (uint32_t i = 1; i < r->n_epochs; i++) {
+		TM_ASSERT(r->epochs[i - 1].epoch < r->epochs[i].epoch);
+		TM_ASSERT(r->epochs[i - 1].start_offset < r->epochs[i].start_offset);
+	}
+	if (r->n_epochs)
+		TM_ASSERT(r->epochs[r->n_epochs - 1].start_offset < r->log_end);
+	TM_ASSERT(last_epoch(r) <= r->epoch);
+	if (r->role == RAFT_LEADER) {
+		TM_ASSERT(r->leader_id == r->cfg.node_id);
+		TM_ASSERT(r->voted_id == r->cfg.node_id);
+	}
+	if (r->role == RAFT_CANDIDATE)
+		TM_ASSERT(r->voted_id == r->cfg.node_id);
+	if (r->role == RAFT_FOLLOWER)
+		TM_ASSERT(r->leader_id != RAFT_NODE_NONE && r->leader_id != r->cfg.node_id);
+}
+#else
+static void check_invariants(const struct raft *r)
+{
+	(void)r;
+}
+#endif
 
 int raft_step(struct raft *r, const struct raft_event *ev, struct raft_actions *out)
 {
@@ -1247,6 +1280,7 @@ int raft_step(struct raft *r, const struct raft_event *ev, struct raft_actions *
 	default:
 		return -EINVAL;
 	}
+	check_invariants(r);
 	if (rc)
 		return rc;
 	return out->err;

@@ -197,7 +197,7 @@ static void sc_print_failure(const struct sc_cluster *c, FILE *f)
 		return;
 	for (int i = 0; i < c->n; i++) {
 		const struct sc_node *nd = &c->nodes[i];
-		fprintf(f, "  node %d log:", nd->id);
+		fprintf(f, "  node %d fsync_at %lld log:", nd->id, (long long)nd->fsync_at_ms);
 		for (size_t k = 0; k < nd->n; k++)
 			fprintf(f, " %lld/%d%s", (long long)nd->log[k].offset, nd->log[k].epoch,
 				nd->log[k].count > 1 ? "+" : "");

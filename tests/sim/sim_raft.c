@@ -17,7 +17,7 @@
  * A failure prints the seed and a trace of the last events.
  *
  *   SIM_SEED=123    run that one seed (prints its trace when it fails)
- *   SIM_SEEDS=N     number of seeds (default 20000; 1000 in TM_DEBUG builds)
+ *   SIM_SEEDS=N     number of seeds (default 20000; 5000 in TM_DEBUG builds)
  *   SIM_SEED_BASE=B first seed of the run (default 1)
  */
 #include <stdio.h>
@@ -42,7 +42,7 @@ static void sim_cfg(struct sc_cluster *c)
 	c->cfg.fetch_max_wait_ms = 50;
 	c->cfg.end_quorum_backoff_ms = 10;
 	c->cfg.retry_backoff_ms = 10;
-	c->cfg.fetch_max_bytes = (int32_t)sc_range(c, 16, 160);
+	c->cfg.fetch_max_bytes = (int32_t)sc_range(c, 16, 400);
 	c->cfg.snapshot_chunk_bytes = (int32_t)sc_range(c, 8, 70);
 	c->drop_p = (double)sc_range(c, 0, 15) / 100.0;
 	c->dup_p = (double)sc_range(c, 0, 5) / 100.0;
@@ -201,12 +201,12 @@ static int run_seed(uint64_t seed, int64_t chaos_ms, struct sim_stats *st, bool 
 		sc_run(&c, 10, DT_MS);
 	}
 	int64_t waited = 0;
-	while (!c.failed && !all_applied(&c, last_end) && waited < 3000) {
+	while (!c.failed && !all_applied(&c, last_end) && waited < 15000) {
 		sc_advance(&c, DT_MS);
 		waited += DT_MS;
 	}
 	if (!c.failed && !all_applied(&c, last_end))
-		sc_fail(&c, "liveness: proposals up to %lld not applied everywhere 3 s later",
+		sc_fail(&c, "liveness: proposals up to %lld not applied everywhere 15 s later",
 			(long long)last_end);
 	if (!c.failed)
 		sc_check_log_matching(&c);
@@ -245,7 +245,7 @@ static uint64_t env_u64(const char *name, uint64_t def)
 int main(void)
 {
 #ifdef TM_DEBUG
-	uint64_t seeds = env_u64("SIM_SEEDS", 1000);
+	uint64_t seeds = env_u64("SIM_SEEDS", 5000);
 #else
 	uint64_t seeds = env_u64("SIM_SEEDS", 20000);
 #endif
