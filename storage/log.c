@@ -1613,7 +1613,8 @@ int log_open(struct tm_io *io, const char *dir, const struct log_config *cfg, in
 	if ((err = write_checkpoint(l)) != 0)
 		goto err_free;
 	tm_info("storage", "%s: opened%s, offsets %lld..%lld in %zu segment(s)", dir,
-		clean ? "" : " after recovery", (long long)l->log_start, (long long)l->leo, l->nsegs);
+		clean ? " after a clean shutdown" : recovery < 0 ? "" : " after recovery",
+		(long long)l->log_start, (long long)l->leo, l->nsegs);
 	*out = l;
 	return 0;
 
