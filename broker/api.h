@@ -25,6 +25,18 @@ void api_describe_cluster(struct tm_req *req);
 void api_init_producer_id(struct tm_req *req);
 void api_delete_records(struct tm_req *req);
 void api_offsets_for_leader_epoch(struct tm_req *req);
+/* group coordinator (api_groups.c) */
+void api_find_coordinator(struct tm_req *req);
+void api_join_group(struct tm_req *req);
+void api_sync_group(struct tm_req *req);
+void api_heartbeat(struct tm_req *req);
+void api_leave_group(struct tm_req *req);
+void api_offset_commit(struct tm_req *req);
+void api_offset_fetch(struct tm_req *req);
+void api_list_groups(struct tm_req *req);
+void api_describe_groups(struct tm_req *req);
+void api_delete_groups(struct tm_req *req);
+void api_offset_delete(struct tm_req *req);
 
 /* ---- topic creation, shared by CreateTopics, Metadata auto-creation and the
  * group coordinator's __consumer_offsets ---- */

@@ -32,6 +32,18 @@ static const struct tm_api_handler handlers[] = {
 	{ KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions, false },
 	{ KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs, false },
 	{ KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster, true },
+	/* group coordinator (api_groups.c) */
+	{ KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator, false },
+	{ KAFKA_API_JOIN_GROUP, 0, 9, api_join_group, false },
+	{ KAFKA_API_SYNC_GROUP, 0, 5, api_sync_group, false },
+	{ KAFKA_API_HEARTBEAT, 0, 4, api_heartbeat, false },
+	{ KAFKA_API_LEAVE_GROUP, 0, 5, api_leave_group, false },
+	{ KAFKA_API_OFFSET_COMMIT, 0, 9, api_offset_commit, false },
+	{ KAFKA_API_OFFSET_FETCH, 0, 9, api_offset_fetch, false },
+	{ KAFKA_API_LIST_GROUPS, 0, 5, api_list_groups, false },
+	{ KAFKA_API_DESCRIBE_GROUPS, 0, 5, api_describe_groups, false },
+	{ KAFKA_API_DELETE_GROUPS, 0, 2, api_delete_groups, false },
+	{ KAFKA_API_OFFSET_DELETE, 0, 0, api_offset_delete, false },
 };
 
 const struct tm_api_handler *dispatch_lookup(int16_t api_key)
