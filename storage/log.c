@@ -744,6 +744,10 @@ int log_append(struct log *l, const uint8_t *batches, size_t len, int32_t leader
 		pos += size;
 	}
 	s->size += (int64_t)len;
+	if (l->offline) {
+		free(buf);
+		return l->offline_err;
+	}
 	res->last_offset = l->leo - 1;
 	res->log_append_time_ms = log_append_time_ms >= 0 ? log_append_time_ms : -1;
 
@@ -818,6 +822,10 @@ int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_
 		pos += sbatch_total_size(&h);
 	}
 	s->size += (int64_t)len;
+	if (l->offline) {
+		free(buf);
+		return l->offline_err;
+	}
 	l->unflushed_msgs += msgs;
 	bool fsync = l->unflushed_msgs >= l->cfg.flush_interval_messages ||
 		     (l->cfg.flush_interval_ms != INT64_MAX &&

@@ -499,6 +499,78 @@ START_TEST(test_log_concurrent_appends_group_commit)
 }
 END_TEST
 
+START_TEST(test_log_replica_append_keeps_leader_offsets)
+{
+	struct tctx t;
+	t_setup(&t);
+	t_open(&t);
+	/* a leader's batches: offsets 0..2 epoch 5, 3..4 epoch 6 */
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(3, 10);
+	sth_build_batch(&w, &s);
+	size_t first = w.len;
+	s.nrecords = 2;
+	sth_build_batch(&w, &s);
+	tm_store_be32(w.buf + 12, 5);
+	tm_store_be64(w.buf + first, 3);
+	tm_store_be32(w.buf + first + 12, 6);
+	struct t_app a = { 0 };
+	ck_assert_int_eq(log_append_replica(t.l, w.buf, w.len, t.now, t_app_cb, &a), 0);
+	ck_assert(sth_run_until(t.io, &a.done));
+	ck_assert_int_eq(a.err, 0);
+	ck_assert_int_eq(log_end_offset(t.l), 5);
+	ck_assert_int_eq(log_latest_epoch(t.l), 6);
+	int32_t e;
+	int64_t off;
+	log_end_offset_for_epoch(t.l, 5, &e, &off);
+	ck_assert_int_eq(off, 3);
+	/* a batch that does not start at LEO is refused */
+	ck_assert_int_eq(log_append_replica(t.l, w.buf, first, t.now, t_app_cb, &a), -EINVAL);
+	wbuf_deinit(&w);
+	struct t_read r;
+	t_read(&t, 3, 5, 1 << 20, &r);
+	struct sbatch_hdr h;
+	ck_assert_int_eq(sbatch_parse(r.data, r.len, &h), 0);
+	ck_assert_int_eq(h.base_offset, 3);
+	ck_assert_int_eq(h.leader_epoch, 6);
+	free(r.data);
+	t_teardown(&t);
+}
+END_TEST
+
+START_TEST(test_log_flush_policy_moves_the_recovery_point)
+{
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.flush_interval_messages = 10;
+	t_open(&t);
+	for (int i = 0; i < 4; i++)
+		t_append(&t, 2, 1); /* 8 messages: no fsync yet */
+	ck_assert_int_eq(log_written_offset(t.l), 8);
+	ck_assert_int_eq(log_flushed_offset(t.l), 0);
+	t_append(&t, 2, 1); /* the 10th message asks for one */
+	ck_assert_int_eq(log_flushed_offset(t.l), 10);
+	t_append(&t, 1, 1);
+	ck_assert_int_eq(log_flushed_offset(t.l), 10);
+	struct t_app a = { 0 };
+	ck_assert_int_eq(log_flush(t.l, t_app_cb, &a), 0);
+	ck_assert(sth_run_until(t.io, &a.done));
+	ck_assert_int_eq(log_flushed_offset(t.l), 11);
+	/* by time, from the periodic call */
+	struct log_config c = t.cfg;
+	c.flush_interval_messages = INT64_MAX;
+	c.flush_interval_ms = 1000;
+	log_set_config(t.l, &c);
+	t_append(&t, 1, 1);
+	ck_assert_int_eq(log_flushed_offset(t.l), 11);
+	ck_assert_int_ge(log_enforce_retention(t.l, t.now + 5000), 0);
+	sth_drain(t.io);
+	ck_assert_int_eq(log_flushed_offset(t.l), 12);
+	t_teardown(&t);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("storage");
@@ -519,6 +591,8 @@ int main(void)
 	tcase_add_test(tc, test_log_topic_id_in_partition_metadata);
 	tcase_add_test(tc, test_log_delete_removes_directory);
 	tcase_add_test(tc, test_log_concurrent_appends_group_commit);
+	tcase_add_test(tc, test_log_replica_append_keeps_leader_offsets);
+	tcase_add_test(tc, test_log_flush_policy_moves_the_recovery_point);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
