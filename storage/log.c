@@ -48,6 +48,7 @@
 #define CHAIN_IOV_MAX 64
 #define CHAIN_BYTES_MAX (8 << 20)
 #define LOG_SEGMENTS_MAX (1 << 20)
+#define LOG_READ_HINTS 4
 
 struct log_op {
 	struct log_op *next;
@@ -74,6 +75,7 @@ struct log_chain {
 struct log_read_op {
 	struct log *l;
 	struct segment *seg; /* referenced; NULL for immediate answers */
+	int64_t pos;         /* where the read started in seg */
 	uint8_t *buf;
 	int64_t max_offset;
 	log_read_cb cb;
@@ -94,6 +96,12 @@ struct log {
 	struct log_op *staged_head, *staged_tail;
 	struct log_chain *chain;
 	unsigned reads_inflight;
+	/* where the last few reads ended (next offset -> segment position), so a
+	 * consumer reading on skips the index lookup and header walk */
+	struct {
+		int64_t offset, seg_base, pos;
+	} hints[LOG_READ_HINTS];
+	unsigned hint_next;
 	bool offline;
 	int offline_err;
 	struct pstate *ps;
@@ -844,14 +852,32 @@ int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_
 
 /* ---- read ---------------------------------------------------------------- */
 
+static void hints_clear(struct log *l)
+{
+	for (unsigned i = 0; i < LOG_READ_HINTS; i++)
+		l->hints[i].offset = -1;
+}
+
+static void hint_add(struct log *l, int64_t offset, int64_t seg_base, int64_t pos)
+{
+	unsigned i = l->hint_next++ % LOG_READ_HINTS;
+	l->hints[i].offset = offset;
+	l->hints[i].seg_base = seg_base;
+	l->hints[i].pos = pos;
+}
+
 static void read_done(void *arg, int64_t res)
 {
 	struct log_read_op *op = arg;
 	struct log *l = op->l;
 	TM_ASSERT(l->reads_inflight > 0);
 	l->reads_inflight--;
-	if (op->seg)
+	int64_t seg_base = -1, start = op->pos;
+	if (op->seg) {
+		if (!op->seg->dead)
+			seg_base = op->seg->base;
 		seg_put(op->seg);
+	}
 	log_read_cb cb = op->cb;
 	void *cb_arg = op->arg;
 	uint8_t *buf = op->buf;
@@ -865,6 +891,7 @@ static void read_done(void *arg, int64_t res)
 	}
 	size_t got = (size_t)res, p = 0;
 	int err = 0;
+	int64_t next = -1;
 	while (p + SBATCH_HDR_SIZE <= got) {
 		struct sbatch_hdr h;
 		if (sbatch_parse(buf + p, got - p, &h) < 0) {
@@ -876,7 +903,10 @@ static void read_done(void *arg, int64_t res)
 		if (size > got - p || sbatch_last_offset(&h) >= max_offset)
 			break;
 		p += size;
+		next = sbatch_last_offset(&h) + 1;
 	}
+	if (!err && p > 0 && seg_base >= 0)
+		hint_add(l, next, seg_base, start + (int64_t)p);
 	if (err || p == 0) {
 		free(buf);
 		cb(cb_arg, err, NULL, 0);
@@ -951,6 +981,17 @@ int log_read(struct log *l, int64_t offset, int64_t max_offset, size_t max_bytes
 	struct segment *s = NULL;
 	struct sbatch_hdr h;
 	int64_t pos = 0;
+	for (unsigned k = 0; k < LOG_READ_HINTS; k++) {
+		s = l->segs[i];
+		if (l->hints[k].offset != offset || l->hints[k].seg_base != s->base ||
+		    l->hints[k].pos + SBATCH_HDR_SIZE > s->written)
+			continue;
+		int err = seg_read_header(s, l->hints[k].pos, &h);
+		if (err == 0 && h.base_offset == offset) {
+			pos = l->hints[k].pos;
+			goto found;
+		}
+	}
 	for (; i < l->nsegs; i++) {
 		s = l->segs[i];
 		int found = seg_seek(s, TM_MAX(offset, s->base), s->written, &pos, &h);
@@ -959,7 +1000,10 @@ int log_read(struct log *l, int64_t offset, int64_t max_offset, size_t max_bytes
 		if (found)
 			break;
 	}
-	if (i == l->nsegs || h.base_offset >= limit || sbatch_last_offset(&h) >= limit)
+	if (i == l->nsegs)
+		return read_answer(l, 0, cb, arg);
+found:
+	if (sbatch_last_offset(&h) >= limit)
 		return read_answer(l, 0, cb, arg);
 	size_t first = sbatch_total_size(&h);
 	size_t want = TM_MAX(max_bytes, first);
@@ -975,6 +1019,7 @@ int log_read(struct log *l, int64_t offset, int64_t max_offset, size_t max_bytes
 	}
 	op->l = l;
 	op->seg = s;
+	op->pos = pos;
 	op->buf = buf;
 	op->max_offset = limit;
 	op->cb = cb;
@@ -1139,6 +1184,7 @@ static int load_producer_state(struct log *l);
 
 static int truncate_fully(struct log *l, int64_t offset)
 {
+	hints_clear(l);
 	for (size_t i = 0; i < l->nsegs; i++) {
 		seg_unlink_files(l->dir, l->segs[i]->base);
 		seg_release(l->segs[i]);
@@ -1186,6 +1232,7 @@ int log_truncate_to(struct log *l, int64_t offset)
 		return 0;
 	if (offset < l->segs[0]->base)
 		return truncate_fully(l, offset);
+	hints_clear(l);
 	size_t i = seg_for_offset(l, offset);
 	while (l->nsegs > i + 1) {
 		struct segment *d = l->segs[--l->nsegs];
@@ -1568,6 +1615,7 @@ int log_open(struct tm_io *io, const char *dir, const struct log_config *cfg, in
 		return -ENOMEM;
 	l->io = io;
 	l->now_ms = now_ms;
+	hints_clear(l);
 	epoch_cache_init(&l->epochs);
 	if (cfg)
 		l->cfg = *cfg;

@@ -322,6 +322,57 @@ START_TEST(test_open_fails_cleanly_when_directory_unusable)
 }
 END_TEST
 
+/* A ring of 2 SQEs serving three logs: operations queue in memory when the
+ * submission queue is full and all complete, in order per log. */
+static void order_cb(void *arg, int err)
+{
+	int *next = arg;
+	ck_assert_int_eq(err, 0);
+	(*next)++;
+}
+
+START_TEST(test_full_submission_queue_queues_in_memory)
+{
+	struct tctx t;
+	t_setup(&t);
+	io_free(t.io);
+	ck_assert_int_eq(io_new(2, &t.io), 0);
+	t.cfg.flush_interval_messages = 2;
+	t.cfg.segment_bytes = 1024;
+	struct log *logs[3];
+	char dir[300];
+	for (int i = 0; i < 3; i++) {
+		snprintf(dir, sizeof(dir), "%s/t-%d", t.root, i);
+		ck_assert_int_eq(log_open(t.io, dir, &t.cfg, t.now, &logs[i]), 0);
+	}
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(1, 1);
+	sth_build_batch(&w, &s);
+	int done[3] = { 0 };
+	struct log_append_result res;
+	for (int n = 0; n < 50; n++)
+		for (int i = 0; i < 3; i++)
+			ck_assert_int_eq(log_append(logs[i], w.buf, w.len, 0, -1, t.now, &res, order_cb,
+						    &done[i]), 0);
+	wbuf_deinit(&w);
+	struct t_read r[3];
+	for (int i = 0; i < 3; i++) {
+		memset(&r[i], 0, sizeof(r[i]));
+		ck_assert_int_eq(log_read(logs[i], 0, 50, 100, t_read_cb, &r[i]), 0);
+	}
+	sth_drain(t.io);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(done[i], 50);
+		ck_assert_int_eq(log_flushed_offset(logs[i]), 50);
+		ck_assert(r[i].done);
+		free(r[i].data);
+		log_close(logs[i]);
+	}
+	t_teardown(&t);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("storage_faults");
@@ -337,6 +388,7 @@ int main(void)
 	tcase_add_test(tc, test_sys_enospc_writing_index_takes_log_offline);
 	tcase_add_test(tc, test_sys_short_writes_are_retried);
 	tcase_add_test(tc, test_open_fails_cleanly_when_directory_unusable);
+	tcase_add_test(tc, test_full_submission_queue_queues_in_memory);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
