@@ -873,7 +873,10 @@ static void load_finish(struct tm_group_coordinator *gc, int32_t part)
 	for (size_t i = 0; i < gc->groups.cap; i++)
 		if (gc->groups.slots[i].key && ((struct gc_group *)gc->groups.slots[i].value)->part == part)
 			n++;
-	tm_info("groups", "loaded %s-%d: %zu groups; this node now coordinates them", GROUPS_TOPIC, part, n);
+	if (n)
+		tm_info("groups", "loaded %s-%d: %zu groups; this node now coordinates them", GROUPS_TOPIC, part, n);
+	else
+		tm_debug("groups", "loaded %s-%d: no groups yet", GROUPS_TOPIC, part);
 }
 
 static void load_cb(void *arg, int err, uint8_t *data, size_t len)
@@ -972,7 +975,7 @@ static void load_partition(struct tm_group_coordinator *gc, int32_t part, struct
 	pt->epoch = p->leader_epoch;
 	pt->next_offset = log_start_offset(p->log);
 	pt->bytes_since_snapshot = log_size_bytes(p->log);
-	tm_info("groups", "loading %s-%d (offsets %" PRId64 "..%" PRId64 ")", GROUPS_TOPIC, part, pt->next_offset,
+	tm_debug("groups", "loading %s-%d (offsets %" PRId64 "..%" PRId64 ")", GROUPS_TOPIC, part, pt->next_offset,
 		p->high_watermark);
 	load_step(gc, part);
 }
