@@ -263,8 +263,28 @@ static void set_quorum_state(struct raft *r, struct raft_actions *out,
 	a->u.persist.leader_id = leader;
 }
 
-static void reset_role_state(struct raft *r)
+static struct raft_msg *fetch_resp_base(struct raft *r, struct raft_actions *out,
+					int32_t to, const struct raft_fetch_req *q,
+					int16_t error);
+
+/* Every Fetch gets an answer (the wire pairs responses with requests), so
+ * fetches a leader parked are answered as it steps down. */
+static void answer_parked(struct raft *r, struct raft_actions *out, struct raft_replica *s)
 {
+	if (!s->parked)
+		return;
+	s->parked = false;
+	fetch_resp_base(r, out, s->id, &s->parked_req, TM_ERR_NOT_LEADER_OR_FOLLOWER);
+}
+
+static void reset_role_state(struct raft *r, struct raft_actions *out)
+{
+	if (r->role == RAFT_LEADER) {
+		for (uint32_t i = 0; i < r->cfg.n_voters; i++)
+			answer_parked(r, out, &r->voter_state[i]);
+		for (uint32_t i = 0; i < r->n_observers; i++)
+			answer_parked(r, out, &r->observer_state[i]);
+	}
 	r->granted_mask = 0;
 	r->rejected_mask = 0;
 	r->fetch_inflight = false;
@@ -282,7 +302,7 @@ static void become_unattached(struct raft *r, struct raft_actions *out, int32_t 
 {
 	int32_t voted = epoch == r->epoch ? r->voted_id : RAFT_NODE_NONE;
 	set_quorum_state(r, out, epoch, voted, RAFT_NODE_NONE);
-	reset_role_state(r);
+	reset_role_state(r, out);
 	r->role = voted != RAFT_NODE_NONE && voted != r->cfg.node_id ? RAFT_VOTED
 								     : RAFT_UNATTACHED;
 	r->election_deadline_ms = r->now_ms + random_election_timeout(r);
@@ -296,7 +316,7 @@ static void become_follower(struct raft *r, struct raft_actions *out,
 	if (epoch != r->epoch || leader != r->leader_id)
 		r->leader_contact_ms = -1;
 	set_quorum_state(r, out, epoch, voted, leader);
-	reset_role_state(r);
+	reset_role_state(r, out);
 	r->role = RAFT_FOLLOWER;
 	r->fetch_deadline_ms = r->now_ms + r->cfg.fetch_timeout_ms;
 	emit_role(r, out);
@@ -306,7 +326,7 @@ static void become_follower(struct raft *r, struct raft_actions *out,
 static void become_voted(struct raft *r, struct raft_actions *out, int32_t candidate)
 {
 	set_quorum_state(r, out, r->epoch, candidate, RAFT_NODE_NONE);
-	reset_role_state(r);
+	reset_role_state(r, out);
 	r->role = RAFT_VOTED;
 	r->election_deadline_ms = r->now_ms + random_election_timeout(r);
 	emit_role(r, out);
@@ -333,7 +353,7 @@ static void send_votes(struct raft *r, struct raft_actions *out, bool pre_vote)
 static void become_prospective(struct raft *r, struct raft_actions *out)
 {
 	TM_ASSERT(is_voter(r));
-	reset_role_state(r);
+	reset_role_state(r, out);
 	r->role = RAFT_PROSPECTIVE;
 	r->granted_mask = 1u << r->self_voter_idx;
 	r->election_deadline_ms = r->now_ms + random_election_timeout(r);
@@ -349,7 +369,7 @@ static void become_candidate(struct raft *r, struct raft_actions *out)
 {
 	TM_ASSERT(is_voter(r));
 	set_quorum_state(r, out, r->epoch + 1, r->cfg.node_id, RAFT_NODE_NONE);
-	reset_role_state(r);
+	reset_role_state(r, out);
 	r->role = RAFT_CANDIDATE;
 	r->granted_mask = 1u << r->self_voter_idx;
 	r->election_deadline_ms = r->now_ms + random_election_timeout(r);
@@ -395,7 +415,7 @@ static void append_entry(struct raft *r, struct raft_actions *out,
 static void become_leader(struct raft *r, struct raft_actions *out)
 {
 	set_quorum_state(r, out, r->epoch, r->voted_id, r->cfg.node_id);
-	reset_role_state(r);
+	reset_role_state(r, out);
 	r->role = RAFT_LEADER;
 	r->leader_since_ms = r->now_ms;
 	for (uint32_t i = 0; i < r->cfg.n_voters; i++)
@@ -447,7 +467,7 @@ static void become_resigned(struct raft *r, struct raft_actions *out)
 {
 	TM_ASSERT(r->role == RAFT_LEADER);
 	send_end_epoch(r, out);
-	reset_role_state(r);
+	reset_role_state(r, out);
 	r->role = RAFT_RESIGNED;
 	r->election_deadline_ms = r->now_ms + random_election_timeout(r);
 	emit_role(r, out);
@@ -842,7 +862,11 @@ static void on_fetch_req(struct raft *r, struct raft_actions *out, const struct 
 	bool voter = voter_index(r, q->replica_id) >= 0;
 	s->last_fetch_ms = r->now_ms;
 	s->begin_acked = true;
-	s->parked = false;
+	if (s->parked) {
+		/* A newer Fetch from the same replica: answer the old one first. */
+		s->parked = false;
+		respond_fetch(r, out, s, &s->parked_req);
+	}
 
 	if (q->fetch_offset < r->log_start) {
 		struct raft_msg *rm = fetch_resp_base(r, out, s->id, q, TM_ERR_NONE);

@@ -363,6 +363,52 @@ START_TEST(test_raft_restart_keeps_vote_and_rejects_bad_state)
 }
 END_TEST
 
+START_TEST(test_raft_rejects_other_cluster_and_unknown_voters)
+{
+	struct raft_config cfg;
+	raft_config_defaults(&cfg);
+	snprintf(cfg.cluster_id, sizeof(cfg.cluster_id), "tidemark-a");
+	cfg.node_id = 2;
+	cfg.voters[0] = 1;
+	cfg.voters[1] = 2;
+	cfg.voters[2] = 3;
+	cfg.n_voters = 3;
+	struct raft r;
+	struct raft_actions out;
+	raft_actions_init(&out);
+	ck_assert_int_eq(raft_init(&r, &cfg, 7, NULL, 0), 0);
+	struct raft_msg m = {.type = RAFT_MSG_VOTE_REQ, .from = 1, .cluster_id = "tidemark-b"};
+	m.u.vote_req.candidate_epoch = 1;
+	m.u.vote_req.candidate_id = 1;
+	m.u.vote_req.voter_id = 2;
+	struct raft_event ev = {.type = RAFT_EV_RECV, .now_ms = 10, .u.recv = &m};
+	ck_assert_int_eq(raft_step(&r, &ev, &out), 0);
+	/* A candidate from outside the voter set is refused as well. */
+	m.cluster_id = "tidemark-a";
+	m.from = 9;
+	m.u.vote_req.candidate_id = 9;
+	ck_assert_int_eq(raft_step(&r, &ev, &out), 0);
+	int16_t errors[2];
+	int n = 0;
+	for (size_t k = 0; k < out.n; k++) {
+		const struct raft_action *a = &out.v[k];
+		ck_assert_int_ne(a->type, RAFT_ACT_PERSIST_STATE);
+		if (a->type == RAFT_ACT_SEND && a->u.send.msg.type == RAFT_MSG_VOTE_RESP) {
+			ck_assert(!a->u.send.msg.u.vote_resp.vote_granted);
+			ck_assert_int_lt(n, 2);
+			errors[n++] = a->u.send.msg.u.vote_resp.error;
+		}
+	}
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(errors[0], TM_ERR_INCONSISTENT_CLUSTER_ID);
+	ck_assert_int_eq(errors[1], TM_ERR_INCONSISTENT_VOTER_SET);
+	ck_assert_int_eq(raft_epoch(&r), 0);
+	ck_assert_int_eq(raft_role(&r), RAFT_UNATTACHED);
+	raft_actions_deinit(&out);
+	raft_deinit(&r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("raft");
@@ -378,6 +424,7 @@ int main(void)
 	tcase_add_test(tc, test_raft_graceful_shutdown_makes_fast_election);
 	tcase_add_test(tc, test_raft_observer_follows_and_describe_quorum);
 	tcase_add_test(tc, test_raft_restart_keeps_vote_and_rejects_bad_state);
+	tcase_add_test(tc, test_raft_rejects_other_cluster_and_unknown_voters);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
