@@ -1353,8 +1353,12 @@ static int restore(struct raft *r, const struct raft_persisted *p)
 	for (uint32_t i = 0; i < p->n_epochs; i++) {
 		const struct raft_epoch_start *e = &p->epochs[i];
 		if (e->epoch < prev_epoch || (i && e->epoch == prev_epoch) || e->epoch > p->epoch ||
-		    e->start_offset <= prev_start || e->start_offset >= p->log_end_offset)
+		    e->start_offset <= prev_start)
 			return -EINVAL;
+		/* A checkpoint written before recovery cut a torn tail may name
+		 * epochs that now start past the log end: they are gone. */
+		if (e->start_offset >= p->log_end_offset)
+			break;
 		int rc = epochs_push(r, e->epoch, e->start_offset);
 		if (rc)
 			return rc;

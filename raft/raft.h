@@ -118,7 +118,10 @@ struct raft_persisted {
 	int64_t log_start_offset;   /* = snapshot end offset, 0 without one */
 	int32_t snapshot_epoch;     /* epoch of the snapshot's last entry */
 	int64_t log_end_offset;     /* after recovery; all of it durable */
-	const struct raft_epoch_start *epochs; /* ascending, entries >= start */
+	const struct raft_epoch_start *epochs; /* ascending; the first may start
+	                                          below log_start, entries
+	                                          starting at/after log end are
+	                                          ignored (torn tail cut) */
 	uint32_t n_epochs;
 };
 

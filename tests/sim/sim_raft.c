@@ -190,9 +190,12 @@ static int run_seed(uint64_t seed, int64_t chaos_ms, struct sim_stats *st, bool 
 	if (!c.failed && l < 0)
 		sc_fail(&c, "liveness: no leader all nodes follow 5 s after the faults stopped");
 	int64_t last_end = -1;
+	int64_t offs[5];
+	uint64_t first_seq = c.payload_seq + 1;
 	for (int k = 0; k < 5 && !c.failed; k++) {
 		uint32_t count = (uint32_t)sc_range(&c, 1, 3);
 		int64_t off = sc_propose(&c, l, count);
+		offs[k] = off;
 		if (off < 0)
 			sc_fail(&c, "liveness: leader %d (%s, epoch %d) refused a proposal: error %d",
 				l + 1, raft_role_name(raft_role(&c.nodes[l].r)),
@@ -208,6 +211,17 @@ static int run_seed(uint64_t seed, int64_t chaos_ms, struct sim_stats *st, bool 
 	if (!c.failed && !all_applied(&c, last_end))
 		sc_fail(&c, "liveness: proposals up to %lld not applied everywhere 15 s later",
 			(long long)last_end);
+	/* What committed at those offsets is exactly what was proposed. */
+	for (int k = 0; k < 5 && !c.failed; k++) {
+		const struct sc_node *ln = &c.nodes[l];
+		long i = sc_find(ln, offs[k]);
+		const struct sc_commit *m = (size_t)offs[k] < c.n_cm ? &c.cm[offs[k]] : NULL;
+		if (i < 0 || !m || !m->has_entry || ln->log[i].len != 16 ||
+		    tm_load_be64(ln->log[i].payload) != first_seq + (uint64_t)k ||
+		    m->phash != sc_entry_hash(&ln->log[i]))
+			sc_fail(&c, "liveness: proposal %d at offset %lld is not what committed", k,
+				(long long)offs[k]);
+	}
 	if (!c.failed)
 		sc_check_log_matching(&c);
 

@@ -351,9 +351,18 @@ START_TEST(test_raft_restart_keeps_vote_and_rejects_bad_state)
 	ck_assert_int_eq(raft_epoch(&r), 5);
 	ck_assert_int_eq(raft_voted_id(&r), 3);
 	raft_deinit(&r);
+	/* A checkpoint naming an epoch past the recovered log end (its
+	 * entries were a torn tail) is accepted; that epoch is forgotten. */
+	struct raft_epoch_start torn[] = {{1, 0}, {3, 4}, {5, 6}};
+	p.epochs = torn;
+	p.n_epochs = 3;
+	ck_assert_int_eq(raft_init(&r, &cfg, 42, &p, 0), 0);
+	ck_assert_int_eq(raft_log_end_offset(&r), 6);
+	raft_deinit(&r);
 	/* Epochs out of order, or entries with no known epoch: refused. */
 	struct raft_epoch_start bad[] = {{3, 0}, {1, 4}};
 	p.epochs = bad;
+	p.n_epochs = 2;
 	ck_assert_int_eq(raft_init(&r, &cfg, 42, &p, 0), -EINVAL);
 	p.epochs = NULL;
 	p.n_epochs = 0;
