@@ -35,6 +35,9 @@ TEST_HELPER_SRC := $(wildcard tests/unit/helpers/*.c)
 TEST_HELPER_OBJ := $(TEST_HELPER_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SIM_BIN   := $(SIM_SRC:tests/sim/%.c=$(BUILD)/tests/%)
+# Named in an explicit rule so make does not treat the helper objects as
+# intermediates (deleted after a build, then not rebuilt when missing).
+$(TEST_HELPER_OBJ):
 
 .PHONY: all run test unit sim e2e asan fuzz bench codegen deps test-deps clean purity
 
