@@ -542,6 +542,38 @@ START_TEST(test_truncated_headers_are_rejected_at_every_byte)
 }
 END_TEST
 
+START_TEST(test_arena_limit_gives_enomem)
+{
+	/* a valid Metadata v1 request with 40 topics, decoded in a tiny arena */
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct kafka_metadata_request_metadata_request_topic topics[40];
+	for (int i = 0; i < 40; i++) {
+		memset(&topics[i], 0, sizeof(topics[i]));
+		topics[i].name = kstr_c("topic");
+	}
+	struct kafka_metadata_request m;
+	kafka_metadata_request_init(&m);
+	m.topics = topics;
+	m.topics_count = 40;
+	kafka_metadata_request_encode(&w, 1, &m);
+	struct tm_arena a;
+	arena_init(&a, 64);
+	struct tm_rd r;
+	rd_init(&r, w.buf, w.len);
+	struct kafka_metadata_request back;
+	ck_assert_int_eq(kafka_metadata_request_decode(&r, 1, &back, &a), -ENOMEM);
+	arena_deinit(&a);
+	arena_init(&a, 0);
+	rd_init(&r, w.buf, w.len);
+	ck_assert_int_eq(kafka_metadata_request_decode(&r, 1, &back, &a), 0);
+	ck_assert_int_eq(back.topics_count, 40);
+	ck_assert(kstr_eq(back.topics[39].name, "topic"));
+	arena_deinit(&a);
+	wbuf_deinit(&w);
+}
+END_TEST
+
 START_TEST(test_garbage_never_crashes_any_decoder)
 {
 	/* seeded pseudo-random bodies through every decoder at every version */
@@ -655,6 +687,7 @@ Suite *protocol_suite(void)
 	tcase_add_test(th, test_huge_array_count_is_rejected_without_allocating);
 	tcase_add_test(th, test_negative_lengths_and_bad_nulls_are_rejected);
 	tcase_add_test(th, test_truncated_headers_are_rejected_at_every_byte);
+	tcase_add_test(th, test_arena_limit_gives_enomem);
 	tcase_add_test(th, test_garbage_never_crashes_any_decoder);
 	suite_add_tcase(s, th);
 	return s;
