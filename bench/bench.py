@@ -339,8 +339,11 @@ class Cluster:
     def death_note(self):
         for n in self.nodes:
             if n.proc is not None and n.proc.poll() is not None:
-                return "%s node %d exited with status %s (%s)" % (
-                    self.system, n.node_id, n.proc.returncode, tail(n.log, 4))
+                rc = n.proc.returncode
+                how = ("was killed by %s" % signal.Signals(-rc).name if rc < 0 and -rc in
+                       signal.valid_signals() else "exited with status %s" % rc)
+                return "%s node %d %s (its log, %s, ends: %s)" % (
+                    self.system, n.node_id, how, os.path.relpath(n.log, ROOT), tail(n.log, 1))
         return ""
 
     def stop(self):
@@ -380,45 +383,69 @@ class Cluster:
             return self.broken
 
     def destroy(self):
+        """Stops the nodes and removes their data; their logs and settings
+        stay (under BENCH_DATA_DIR) for a person to read."""
         self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
+        for n in self.nodes:
+            shutil.rmtree(n.data, ignore_errors=True)
 
 
 # ---- tools -----------------------------------------------------------------
+
+def run_watched(cmd, timeout, cluster):
+    """Runs a client program against cluster: (status, stdout, stderr,
+    note).  When a broker process dies under it, the client gets SIGTERM
+    after 2 s and SIGKILL after 5 s more, so a crash costs seconds, not the
+    client's retry timeouts; note says what happened.  status is None when
+    the client had to be killed."""
+    import tempfile
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        deadline, note, died_at, termed = time.time() + timeout, "", None, False
+        while p.poll() is None:
+            now = time.time()
+            if died_at is None and not cluster.alive():
+                died_at, note = now, cluster.death_note()
+            if now > deadline and not note:
+                note = "timed out after %ds" % timeout
+            if (note and (died_at is None or now - died_at > 2)) and not termed:
+                p.send_signal(signal.SIGTERM)
+                termed, deadline = True, now + 5
+            elif termed and now > deadline:
+                p.kill()
+            time.sleep(0.05)
+        out.seek(0)
+        err.seek(0)
+        return (None if termed else p.returncode), out.read(), err.read(), note
+
 
 def run_tm_load(cluster, mode, args, timeout, tls=None):
     """Runs tm-load against the cluster: its JSON dict, or a string saying
     why it failed."""
     cmd = [TM_LOAD, mode] + cluster.client_args(tls) + args
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        obj = report.parse_tm_load(out)
-        return "tm-load %s timed out after %ds%s" % (mode, timeout, (": " + obj["error"]) if obj and obj.get("error") else "")
-    obj = report.parse_tm_load(p.stdout)
-    if p.returncode == 0 and obj:
+    rc, out, err, note = run_watched(cmd, timeout, cluster)
+    obj = report.parse_tm_load(out)
+    if rc == 0 and obj:
         return obj
-    why = (obj or {}).get("error") or tail(p.stderr, 3, False) or "exit status %d" % p.returncode
+    why = (obj or {}).get("error") or tail(err, 3, False) or "exit status %s" % rc
     if obj and mode in ("produce", "e2e") and obj.get("errors"):
         why = "%d of %d records failed: %s" % (obj["errors"], obj.get("sent", 0), why)
-    if not cluster.alive():
-        why = cluster.death_note() + "; " + why
+    if note:
+        why = note + "; " + why
     return "tm-load %s: %s" % (mode, why)
 
 
 def run_java(cluster, main_class, args, timeout):
-    """A Kafka perf tool: its stdout, or a string 'ERROR: ...'."""
+    """A Kafka perf tool: (stdout, None), or (None, why it failed)."""
     cmd = (["java"] + TOOLS_JVM + ["-Dlog4j2.configurationFile=" + LOG4J, "-cp",
                                    os.path.join(KAFKA_LIBS, "*"), main_class] + args)
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, "%s timed out after %ds" % (main_class.rsplit(".", 1)[-1], timeout)
-    if p.returncode != 0:
-        return None, "%s exit %d: %s" % (main_class.rsplit(".", 1)[-1], p.returncode,
-                                          tail(p.stderr + p.stdout, 3, False))
-    return p.stdout, None
+    name = main_class.rsplit(".", 1)[-1]
+    rc, out, err, note = run_watched(cmd, timeout, cluster)
+    if note:
+        return None, "%s: %s" % (name, note)
+    if rc != 0:
+        return None, "%s exit %s: %s" % (name, rc, tail(err + out, 3, False))
+    return out, None
 
 
 def drop_caches():

@@ -256,6 +256,22 @@ static void on_signal(int sig)
 	g_stop = 1;
 }
 
+/* rd_kafka_flush that gives up within a second of SIGTERM/SIGINT, so that a
+ * broker that died mid-run costs the harness seconds, not the message
+ * timeout. */
+static void flush_bounded(rd_kafka_t *rk, int timeout_ms)
+{
+	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t stop_deadline = 0;
+	while (rd_kafka_outq_len(rk) > 0 && mono_ns() < deadline) {
+		if (g_stop && !stop_deadline)
+			stop_deadline = mono_ns() + 1000000000u;
+		if (stop_deadline && mono_ns() > stop_deadline)
+			break;
+		rd_kafka_flush(rk, 100);
+	}
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -593,7 +609,7 @@ static int run_produce(const struct opts *o)
 	while (!g_stop && partitions > 0) {
 		uint64_t now = mono_ns();
 		if (!warm && now >= warm_end) {
-			rd_kafka_flush(rk, 30000);
+			flush_bounded(rk, 30000);
 			warm = true;
 			t0 = mono_ns();
 			run_end = t0 + (uint64_t)(o->duration_s * 1e9);
@@ -630,7 +646,7 @@ static int run_produce(const struct opts *o)
 			rd_kafka_poll(rk, 0);
 	}
 	uint64_t t_send_end = mono_ns();
-	rd_kafka_flush(rk, 60000);
+	flush_bounded(rk, 60000);
 	uint64_t records = ps.acked - base_acked;
 	uint64_t bytes = ps.acked_bytes - base_bytes;
 	uint64_t failed = ps.failed - base_failed + (uint64_t)rd_kafka_outq_len(rk);
@@ -651,8 +667,11 @@ static int run_produce(const struct opts *o)
 		o->rate, sent_measured, records, failed, bytes, secs, (double)records / secs,
 		(double)bytes / 1048576.0 / secs, queue_full, ps.acked_bytes);
 	hist_json(stdout, "latency_us", &ps.ack);
+	char unacked[128] = "";
+	if (failed && !ps.first_error[0])
+		snprintf(unacked, sizeof(unacked), "%" PRIu64 " records never acknowledged", failed);
 	fprintf(stdout, ",\"error\":");
-	json_str(stdout, ps.first_error[0] ? ps.first_error : (partitions < 0 ? create_err : ""));
+	json_str(stdout, ps.first_error[0] ? ps.first_error : partitions < 0 ? create_err : unacked);
 	fprintf(stdout, "}\n");
 	fflush(stdout);
 	bool ok = partitions > 0 && failed == 0 && records > 0 && records == sent_measured;
@@ -830,7 +849,7 @@ static void *e2e_producer(void *arg)
 		atomic_fetch_add(&sh->sent, 1);
 		rd_kafka_poll(sh->prod, 0);
 	}
-	rd_kafka_flush(sh->prod, 30000);
+	flush_bounded(sh->prod, 30000);
 	free(buf);
 	atomic_store(&sh->producer_done, 1);
 	return NULL;
@@ -899,7 +918,7 @@ static int run_e2e(const struct opts *o)
 	if (partitions > 0) {
 		rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_VALUE(prime, sizeof(prime)),
 				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-		rd_kafka_flush(prod, 30000);
+		flush_bounded(prod, 30000);
 		if (ps.failed)
 			snprintf(err, sizeof(err), "priming record: %s", ps.first_error);
 	}
