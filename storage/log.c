@@ -886,7 +886,7 @@ static void read_done(void *arg, int64_t res)
 	free(op);
 	if (immediate || res < 0) {
 		free(buf);
-		cb(cb_arg, immediate ? (int)res : (int)res, NULL, 0);
+		cb(cb_arg, (int)res, NULL, 0);
 		return;
 	}
 	size_t got = (size_t)res, p = 0;

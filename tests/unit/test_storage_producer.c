@@ -226,6 +226,27 @@ START_TEST(test_producer_state_follows_truncation)
 }
 END_TEST
 
+START_TEST(test_producer_expires_after_idle_period)
+{
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.producer_id_expiration_ms = 60 * 1000;
+	t.cfg.retention_ms = -1;
+	t_open(&t);
+	pappend(&t, 0, 0, 2); /* timestamps around 100 ms after the epoch */
+	struct log_append_result r = pappend(&t, 0, 7, 1);
+	ck_assert_int_eq(r.kerr, TM_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+	ck_assert_int_ge(log_enforce_retention(t.l, 100 + 59 * 1000), 0);
+	r = pappend(&t, 0, 7, 1);
+	ck_assert_int_eq(r.kerr, TM_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER); /* not idle long enough */
+	ck_assert_int_ge(log_enforce_retention(t.l, 200 + 61 * 1000), 0);
+	r = pappend(&t, 0, 7, 1); /* forgotten: any sequence is accepted */
+	ck_assert_int_eq(r.kerr, TM_ERR_NONE);
+	ck_assert_int_eq(r.base_offset, 2);
+	t_teardown(&t);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("storage_producer");
@@ -240,6 +261,7 @@ int main(void)
 	tcase_add_test(tc, test_producer_state_rebuilt_after_crash_without_snapshot);
 	tcase_add_test(tc, test_producer_state_rebuilt_from_roll_snapshot_and_scan);
 	tcase_add_test(tc, test_producer_state_follows_truncation);
+	tcase_add_test(tc, test_producer_expires_after_idle_period);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
