@@ -450,3 +450,28 @@ def test_group_errors_for_bad_input(broker):
         c.close()
     p = _groups_tool(b, "--describe", "--group", "no-such-group-" + uuid.uuid4().hex[:6], check=False)
     assert "does not exist" in (p.stdout + p.stderr), p.stdout + p.stderr
+
+
+def test_rebalance_time_three_members_twelve_partitions(broker, workers):
+    """Measures (prints, does not assert) how long a third member's join
+    takes to settle: from its start until the three confluent-kafka
+    consumers (range, heartbeat.interval.ms 500) each own 4 of 12
+    partitions.  Run with -s to see the numbers."""
+    b = broker.bootstrap
+    topic = unique_topic("grp-time")
+    create_topic(b, topic, partitions=12)
+    python, lib = CLIENTS["confluent"]
+    times = []
+    for round_ in range(3):
+        group = "g-time-%d-%s" % (round_, uuid.uuid4().hex[:6])
+        ws = [workers(python, lib, b, topic, group, "range") for _ in range(2)]
+        wait_split(ws, 12, what="two members split 12 partitions")
+        t0 = time.monotonic()
+        ws.append(workers(python, lib, b, topic, group, "range"))
+        got = wait_split(ws, 12, what="three members split 12 partitions")
+        times.append(time.monotonic() - t0)
+        assert sorted(len(x) for x in got) == [4, 4, 4]
+        for w in ws:
+            w.stop()
+    print("\nrebalance of a 3-member group on 12 partitions (third member start -> all assigned), "
+          "target %s: %s s" % (broker.target, ", ".join("%.2f" % t for t in times)))
