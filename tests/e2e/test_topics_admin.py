@@ -6,7 +6,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    NewPartitions, NewTopic)
 
-from tmhelp import admin, unique_topic, wait_for, wait_for_metadata
+from tmhelp import admin, unique_topic, wait_for, wait_for_metadata, wait_for_value
 
 T = 30
 
@@ -24,6 +24,11 @@ def topic_error(fut):
 def topic_config(a, topic):
     res = ConfigResource(ConfigResource.Type.TOPIC, topic)
     return a.describe_configs([res], request_timeout=T)[res].result(timeout=T)
+
+
+def config_values(a, topic, keys):
+    cfg = topic_config(a, topic)
+    return {k: cfg[k].value if k in cfg else None for k in keys}
 
 
 def partition_count(a, topic):
@@ -128,15 +133,15 @@ def test_incremental_alter_configs_set_and_delete(broker):
         ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
         ConfigEntry("max.message.bytes", "2000000", incremental_operation=AlterConfigOpType.SET)])
     a.incremental_alter_configs([res])[res].result(timeout=T)
-    cfg = topic_config(a, name)
-    assert cfg["retention.ms"].value == "3600000"
-    assert cfg["max.message.bytes"].value == "2000000"
+    # The change reaches DescribeConfigs through the metadata log: allow it
+    # a moment, as a client polling would.
+    want = {"retention.ms": "3600000", "max.message.bytes": "2000000"}
+    wait_for_value(lambda: config_values(a, name, want), want, 10, "altered configs")
     res = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[
         ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
     a.incremental_alter_configs([res])[res].result(timeout=T)
-    cfg = topic_config(a, name)
-    assert cfg["retention.ms"].value == "604800000"
-    assert cfg["max.message.bytes"].value == "2000000"
+    want = {"retention.ms": "604800000", "max.message.bytes": "2000000"}
+    wait_for_value(lambda: config_values(a, name, want), want, 10, "retention.ms back to default")
 
 
 def test_describe_cluster_shows_this_node(broker):

@@ -178,3 +178,15 @@ def wait_for(cond, timeout, what, interval=0.5):
             return last
         time.sleep(interval)
     raise AssertionError("%s: not within %ss (last: %r)" % (what, timeout, last))
+
+
+def wait_for_value(fn, want, timeout, what, interval=0.5):
+    """Polls fn() until it returns want; fails quoting the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got == want:
+            return got
+        if time.monotonic() >= deadline:
+            raise AssertionError("%s: wanted %r within %ss, last %r" % (what, want, timeout, got))
+        time.sleep(interval)
