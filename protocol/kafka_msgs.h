@@ -339,7 +339,7 @@ struct kafka_alter_configs_response {
 	int32_t responses_count; /* -1: null */
 };
 
-/* AlterPartitionReassignmentsRequest: versions 0, flexible 0+ */
+/* AlterPartitionReassignmentsRequest: versions 0-1, flexible 0+ */
 struct kafka_alter_partition_reassignments_request_reassignable_partition {
 	int32_t partition_index; /* versions 0+ */
 	int32_t *replicas; /* versions 0+, nullable 0+, default null */
@@ -354,11 +354,12 @@ struct kafka_alter_partition_reassignments_request_reassignable_topic {
 
 struct kafka_alter_partition_reassignments_request {
 	int32_t timeout_ms; /* versions 0+, default 60000 */
+	bool allow_replication_factor_change; /* versions 1+, default true */
 	struct kafka_alter_partition_reassignments_request_reassignable_topic *topics; /* versions 0+ */
 	int32_t topics_count; /* -1: null */
 };
 
-/* AlterPartitionReassignmentsResponse: versions 0, flexible 0+ */
+/* AlterPartitionReassignmentsResponse: versions 0-1, flexible 0+ */
 struct kafka_alter_partition_reassignments_response_reassignable_partition_response {
 	int32_t partition_index; /* versions 0+ */
 	int16_t error_code; /* versions 0+ */
@@ -373,6 +374,7 @@ struct kafka_alter_partition_reassignments_response_reassignable_topic_response 
 
 struct kafka_alter_partition_reassignments_response {
 	int32_t throttle_time_ms; /* versions 0+ */
+	bool allow_replication_factor_change; /* versions 1+, default true */
 	int16_t error_code; /* versions 0+ */
 	struct kstr error_message; /* versions 0+, nullable 0+ */
 	struct kafka_alter_partition_reassignments_response_reassignable_topic_response *responses; /* versions 0+ */
@@ -706,14 +708,14 @@ struct kafka_broker_registration_response {
 	int64_t broker_epoch; /* versions 0+, default -1 */
 };
 
-/* ConsumerGroupDescribeRequest: versions 0, flexible 0+ */
+/* ConsumerGroupDescribeRequest: versions 0-1, flexible 0+ */
 struct kafka_consumer_group_describe_request {
 	struct kstr *group_ids; /* versions 0+ */
 	int32_t group_ids_count; /* -1: null */
 	bool include_authorized_operations; /* versions 0+ */
 };
 
-/* ConsumerGroupDescribeResponse: versions 0, flexible 0+ */
+/* ConsumerGroupDescribeResponse: versions 0-1, flexible 0+ */
 struct kafka_consumer_group_describe_response_topic_partitions {
 	struct kuuid topic_id; /* versions 0+ */
 	struct kstr topic_name; /* versions 0+ */
@@ -738,6 +740,7 @@ struct kafka_consumer_group_describe_response_member {
 	struct kstr subscribed_topic_regex; /* versions 0+, nullable 0+, default null */
 	struct kafka_consumer_group_describe_response_assignment assignment; /* versions 0+ */
 	struct kafka_consumer_group_describe_response_assignment target_assignment; /* versions 0+ */
+	int8_t member_type; /* versions 1+, default -1 */
 };
 
 struct kafka_consumer_group_describe_response_described_group {
@@ -1270,18 +1273,20 @@ struct kafka_describe_client_quotas_response {
 	int32_t entries_count; /* -1: null */
 };
 
-/* DescribeClusterRequest: versions 0-1, flexible 0+ */
+/* DescribeClusterRequest: versions 0-2, flexible 0+ */
 struct kafka_describe_cluster_request {
 	bool include_cluster_authorized_operations; /* versions 0+ */
 	int8_t endpoint_type; /* versions 1+, default 1 */
+	bool include_fenced_brokers; /* versions 2+ */
 };
 
-/* DescribeClusterResponse: versions 0-1, flexible 0+ */
+/* DescribeClusterResponse: versions 0-2, flexible 0+ */
 struct kafka_describe_cluster_response_describe_cluster_broker {
 	int32_t broker_id; /* versions 0+ */
 	struct kstr host; /* versions 0+ */
 	int32_t port; /* versions 0+ */
 	struct kstr rack; /* versions 0+, nullable 0+, default null */
+	bool is_fenced; /* versions 2+ */
 };
 
 struct kafka_describe_cluster_response {
@@ -1384,14 +1389,14 @@ struct kafka_describe_delegation_token_response {
 	int32_t throttle_time_ms; /* versions 0+ */
 };
 
-/* DescribeGroupsRequest: versions 0-5, flexible 5+ */
+/* DescribeGroupsRequest: versions 0-6, flexible 5+ */
 struct kafka_describe_groups_request {
 	struct kstr *groups; /* versions 0+ */
 	int32_t groups_count; /* -1: null */
 	bool include_authorized_operations; /* versions 3+ */
 };
 
-/* DescribeGroupsResponse: versions 0-5, flexible 5+ */
+/* DescribeGroupsResponse: versions 0-6, flexible 5+ */
 struct kafka_describe_groups_response_described_group_member {
 	struct kstr member_id; /* versions 0+ */
 	struct kstr group_instance_id; /* versions 4+, nullable 4+, default null */
@@ -1403,6 +1408,7 @@ struct kafka_describe_groups_response_described_group_member {
 
 struct kafka_describe_groups_response_described_group {
 	int16_t error_code; /* versions 0+ */
+	struct kstr error_message; /* versions 6+, nullable 6+, default null */
 	struct kstr group_id; /* versions 0+ */
 	struct kstr group_state; /* versions 0+ */
 	struct kstr protocol_type; /* versions 0+ */
@@ -2103,20 +2109,24 @@ struct kafka_incremental_alter_configs_response {
 	int32_t responses_count; /* -1: null */
 };
 
-/* InitProducerIdRequest: versions 0-5, flexible 2+ */
+/* InitProducerIdRequest: versions 0-6, flexible 2+ */
 struct kafka_init_producer_id_request {
 	struct kstr transactional_id; /* versions 0+, nullable 0+ */
 	int32_t transaction_timeout_ms; /* versions 0+ */
 	int64_t producer_id; /* versions 3+, default -1 */
 	int16_t producer_epoch; /* versions 3+, default -1 */
+	bool enable2_pc; /* versions 6+, default false */
+	bool keep_prepared_txn; /* versions 6+, default false */
 };
 
-/* InitProducerIdResponse: versions 0-5, flexible 2+ */
+/* InitProducerIdResponse: versions 0-6, flexible 2+ */
 struct kafka_init_producer_id_response {
 	int32_t throttle_time_ms; /* versions 0+ */
 	int16_t error_code; /* versions 0+ */
 	int64_t producer_id; /* versions 0+, default -1 */
 	int16_t producer_epoch; /* versions 0+ */
+	int64_t ongoing_txn_producer_id; /* versions 6+, default -1 */
+	int16_t ongoing_txn_producer_epoch; /* versions 6+, default -1 */
 };
 
 /* InitializeShareGroupStateRequest: versions 0, flexible 0+ */
@@ -2434,16 +2444,17 @@ struct kafka_list_partition_reassignments_response {
 	int32_t topics_count; /* -1: null */
 };
 
-/* ListTransactionsRequest: versions 0-1, flexible 0+ */
+/* ListTransactionsRequest: versions 0-2, flexible 0+ */
 struct kafka_list_transactions_request {
 	struct kstr *state_filters; /* versions 0+ */
 	int32_t state_filters_count; /* -1: null */
 	int64_t *producer_id_filters; /* versions 0+ */
 	int32_t producer_id_filters_count; /* -1: null */
 	int64_t duration_filter; /* versions 1+, default -1 */
+	struct kstr transactional_id_pattern; /* versions 2+, nullable 2+, default null */
 };
 
-/* ListTransactionsResponse: versions 0-1, flexible 0+ */
+/* ListTransactionsResponse: versions 0-2, flexible 0+ */
 struct kafka_list_transactions_response_transaction_state {
 	struct kstr transactional_id; /* versions 0+ */
 	int64_t producer_id; /* versions 0+ */
@@ -2459,7 +2470,7 @@ struct kafka_list_transactions_response {
 	int32_t transaction_states_count; /* -1: null */
 };
 
-/* MetadataRequest: versions 0-12, flexible 9+ */
+/* MetadataRequest: versions 0-13, flexible 9+ */
 struct kafka_metadata_request_metadata_request_topic {
 	struct kuuid topic_id; /* versions 10+ */
 	struct kstr name; /* versions 0+, nullable 10+ */
@@ -2473,7 +2484,7 @@ struct kafka_metadata_request {
 	bool include_topic_authorized_operations; /* versions 8+ */
 };
 
-/* MetadataResponse: versions 0-12, flexible 9+ */
+/* MetadataResponse: versions 0-13, flexible 9+ */
 struct kafka_metadata_response_metadata_response_broker {
 	int32_t node_id; /* versions 0+ */
 	struct kstr host; /* versions 0+ */
@@ -2513,6 +2524,7 @@ struct kafka_metadata_response {
 	struct kafka_metadata_response_metadata_response_topic *topics; /* versions 0+ */
 	int32_t topics_count; /* -1: null */
 	int32_t cluster_authorized_operations; /* versions 8-10, default -2147483648 */
+	int16_t error_code; /* versions 13+ */
 };
 
 /* OffsetCommitRequest: versions 0-9, flexible 8+ */
@@ -3246,7 +3258,7 @@ struct kafka_sync_group_response {
 	struct kbytes assignment; /* versions 0+ */
 };
 
-/* TxnOffsetCommitRequest: versions 0-4, flexible 3+ */
+/* TxnOffsetCommitRequest: versions 0-5, flexible 3+ */
 struct kafka_txn_offset_commit_request_txn_offset_commit_request_partition {
 	int32_t partition_index; /* versions 0+ */
 	int64_t committed_offset; /* versions 0+ */
@@ -3272,7 +3284,7 @@ struct kafka_txn_offset_commit_request {
 	int32_t topics_count; /* -1: null */
 };
 
-/* TxnOffsetCommitResponse: versions 0-4, flexible 3+ */
+/* TxnOffsetCommitResponse: versions 0-5, flexible 3+ */
 struct kafka_txn_offset_commit_response_txn_offset_commit_response_partition {
 	int32_t partition_index; /* versions 0+ */
 	int16_t error_code; /* versions 0+ */
@@ -3426,15 +3438,16 @@ struct kafka_update_raft_voter_response {
 	struct kafka_update_raft_voter_response_current_leader current_leader; /* versions 0+, tag 0 */
 };
 
-/* VoteRequest: versions 0-1, flexible 0+ */
+/* VoteRequest: versions 0-2, flexible 0+ */
 struct kafka_vote_request_partition_data {
 	int32_t partition_index; /* versions 0+ */
-	int32_t candidate_epoch; /* versions 0+ */
-	int32_t candidate_id; /* versions 0+ */
-	struct kuuid candidate_directory_id; /* versions 1+ */
+	int32_t replica_epoch; /* versions 0+ */
+	int32_t replica_id; /* versions 0+ */
+	struct kuuid replica_directory_id; /* versions 1+ */
 	struct kuuid voter_directory_id; /* versions 1+ */
 	int32_t last_offset_epoch; /* versions 0+ */
 	int64_t last_offset; /* versions 0+ */
+	bool pre_vote; /* versions 2+ */
 };
 
 struct kafka_vote_request_topic_data {
@@ -3450,7 +3463,7 @@ struct kafka_vote_request {
 	int32_t topics_count; /* -1: null */
 };
 
-/* VoteResponse: versions 0-1, flexible 0+ */
+/* VoteResponse: versions 0-2, flexible 0+ */
 struct kafka_vote_response_partition_data {
 	int32_t partition_index; /* versions 0+ */
 	int16_t error_code; /* versions 0+ */

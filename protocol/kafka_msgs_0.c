@@ -2019,7 +2019,7 @@ void kafka_alter_configs_response_encode(struct tm_wbuf *w, int16_t version, con
 }
 
 
-/* ---- AlterPartitionReassignmentsRequest (message/AlterPartitionReassignmentsRequest.json, versions 0) ---- */
+/* ---- AlterPartitionReassignmentsRequest (kafka-4.1/message/AlterPartitionReassignmentsRequest.json, versions 0-1) ---- */
 
 static void kafka_alter_partition_reassignments_request_reassignable_partition_defaults_(struct kafka_alter_partition_reassignments_request_reassignable_partition *m);
 static size_t kafka_alter_partition_reassignments_request_reassignable_partition_min_(int16_t v) __attribute__((unused));
@@ -2150,6 +2150,7 @@ static void kafka_alter_partition_reassignments_request_defaults_(struct kafka_a
 {
 	memset(m, 0, sizeof(*m));
 	m->timeout_ms = 60000;
+	m->allow_replication_factor_change = true;
 }
 
 static size_t kafka_alter_partition_reassignments_request_min_(int16_t v)
@@ -2158,6 +2159,8 @@ static size_t kafka_alter_partition_reassignments_request_min_(int16_t v)
 	size_t n = flex ? 1u : 0u;
 	if (true)
 		n += 4u;
+	if (v >= 1)
+		n += 1u;
 	if (true)
 		n += (flex ? 1u : 4u);
 	return n;
@@ -2171,6 +2174,9 @@ static int kafka_alter_partition_reassignments_request_rd_(struct tm_rd *r, int1
 	(void)a;
 	kafka_alter_partition_reassignments_request_defaults_(m);
 	m->timeout_ms = rd_i32(r);
+	if (v >= 1) {
+		m->allow_replication_factor_change = rd_i8(r) != 0;
+	}
 	{
 		int32_t n;
 		rc = kafka_rd_array_len(r, flex, false, kafka_alter_partition_reassignments_request_reassignable_topic_min_(v), &n);
@@ -2202,6 +2208,9 @@ static void kafka_alter_partition_reassignments_request_wr_(struct tm_wbuf *w, i
 	const bool flex = true;
 	(void)flex;
 	wr_i32(w, m->timeout_ms);
+	if (v >= 1) {
+		wr_i8(w, m->allow_replication_factor_change ? 1 : 0);
+	}
 	kafka_wr_array_len(w, flex, false, m->topics_count);
 	for (int32_t i = 0; i < m->topics_count; i++)
 		kafka_alter_partition_reassignments_request_reassignable_topic_wr_(w, v, &m->topics[i]);
@@ -2229,7 +2238,7 @@ void kafka_alter_partition_reassignments_request_encode(struct tm_wbuf *w, int16
 }
 
 
-/* ---- AlterPartitionReassignmentsResponse (message/AlterPartitionReassignmentsResponse.json, versions 0) ---- */
+/* ---- AlterPartitionReassignmentsResponse (kafka-4.1/message/AlterPartitionReassignmentsResponse.json, versions 0-1) ---- */
 
 static void kafka_alter_partition_reassignments_response_reassignable_partition_response_defaults_(struct kafka_alter_partition_reassignments_response_reassignable_partition_response *m);
 static size_t kafka_alter_partition_reassignments_response_reassignable_partition_response_min_(int16_t v) __attribute__((unused));
@@ -2362,6 +2371,7 @@ static void kafka_alter_partition_reassignments_response_reassignable_topic_resp
 static void kafka_alter_partition_reassignments_response_defaults_(struct kafka_alter_partition_reassignments_response *m)
 {
 	memset(m, 0, sizeof(*m));
+	m->allow_replication_factor_change = true;
 }
 
 static size_t kafka_alter_partition_reassignments_response_min_(int16_t v)
@@ -2370,6 +2380,8 @@ static size_t kafka_alter_partition_reassignments_response_min_(int16_t v)
 	size_t n = flex ? 1u : 0u;
 	if (true)
 		n += 4u;
+	if (v >= 1)
+		n += 1u;
 	if (true)
 		n += 2u;
 	if (true)
@@ -2387,6 +2399,9 @@ static int kafka_alter_partition_reassignments_response_rd_(struct tm_rd *r, int
 	(void)a;
 	kafka_alter_partition_reassignments_response_defaults_(m);
 	m->throttle_time_ms = rd_i32(r);
+	if (v >= 1) {
+		m->allow_replication_factor_change = rd_i8(r) != 0;
+	}
 	m->error_code = rd_i16(r);
 	rc = kafka_rd_string(r, flex, true, &m->error_message);
 	if (rc)
@@ -2422,6 +2437,9 @@ static void kafka_alter_partition_reassignments_response_wr_(struct tm_wbuf *w, 
 	const bool flex = true;
 	(void)flex;
 	wr_i32(w, m->throttle_time_ms);
+	if (v >= 1) {
+		wr_i8(w, m->allow_replication_factor_change ? 1 : 0);
+	}
 	wr_i16(w, m->error_code);
 	kafka_wr_string(w, flex, true, m->error_message);
 	kafka_wr_array_len(w, flex, false, m->responses_count);
@@ -6014,7 +6032,7 @@ void kafka_broker_registration_response_encode(struct tm_wbuf *w, int16_t versio
 }
 
 
-/* ---- ConsumerGroupDescribeRequest (message/ConsumerGroupDescribeRequest.json, versions 0) ---- */
+/* ---- ConsumerGroupDescribeRequest (kafka-4.1/message/ConsumerGroupDescribeRequest.json, versions 0-1) ---- */
 
 static void kafka_consumer_group_describe_request_defaults_(struct kafka_consumer_group_describe_request *m);
 static size_t kafka_consumer_group_describe_request_min_(int16_t v) __attribute__((unused));
@@ -6086,7 +6104,7 @@ void kafka_consumer_group_describe_request_encode(struct tm_wbuf *w, int16_t ver
 }
 
 
-/* ---- ConsumerGroupDescribeResponse (message/ConsumerGroupDescribeResponse.json, versions 0) ---- */
+/* ---- ConsumerGroupDescribeResponse (kafka-4.1/message/ConsumerGroupDescribeResponse.json, versions 0-1) ---- */
 
 static void kafka_consumer_group_describe_response_topic_partitions_defaults_(struct kafka_consumer_group_describe_response_topic_partitions *m);
 static size_t kafka_consumer_group_describe_response_topic_partitions_min_(int16_t v) __attribute__((unused));
@@ -6228,6 +6246,7 @@ static void kafka_consumer_group_describe_response_member_defaults_(struct kafka
 	m->subscribed_topic_regex = kstr_null();
 	kafka_consumer_group_describe_response_assignment_defaults_(&m->assignment);
 	kafka_consumer_group_describe_response_assignment_defaults_(&m->target_assignment);
+	m->member_type = -1;
 }
 
 static size_t kafka_consumer_group_describe_response_member_min_(int16_t v)
@@ -6254,6 +6273,8 @@ static size_t kafka_consumer_group_describe_response_member_min_(int16_t v)
 		n += kafka_consumer_group_describe_response_assignment_min_(v);
 	if (true)
 		n += kafka_consumer_group_describe_response_assignment_min_(v);
+	if (v >= 1)
+		n += 1u;
 	return n;
 }
 
@@ -6292,6 +6313,9 @@ static int kafka_consumer_group_describe_response_member_rd_(struct tm_rd *r, in
 	rc = kafka_consumer_group_describe_response_assignment_rd_(r, v, &m->target_assignment, a);
 	if (rc)
 		return rc;
+	if (v >= 1) {
+		m->member_type = rd_i8(r);
+	}
 	if (flex) {
 		rc = kafka_rd_skip_tagged(r);
 		if (rc)
@@ -6314,6 +6338,9 @@ static void kafka_consumer_group_describe_response_member_wr_(struct tm_wbuf *w,
 	kafka_wr_string(w, flex, true, m->subscribed_topic_regex);
 	kafka_consumer_group_describe_response_assignment_wr_(w, v, &m->assignment);
 	kafka_consumer_group_describe_response_assignment_wr_(w, v, &m->target_assignment);
+	if (v >= 1) {
+		wr_i8(w, m->member_type);
+	}
 	if (flex) {
 		wr_uvarint(w, 0);
 	}
@@ -11931,7 +11958,7 @@ void kafka_describe_client_quotas_response_encode(struct tm_wbuf *w, int16_t ver
 }
 
 
-/* ---- DescribeClusterRequest (message/DescribeClusterRequest.json, versions 0-1) ---- */
+/* ---- DescribeClusterRequest (kafka-4.1/message/DescribeClusterRequest.json, versions 0-2) ---- */
 
 static void kafka_describe_cluster_request_defaults_(struct kafka_describe_cluster_request *m);
 static size_t kafka_describe_cluster_request_min_(int16_t v) __attribute__((unused));
@@ -11952,6 +11979,8 @@ static size_t kafka_describe_cluster_request_min_(int16_t v)
 		n += 1u;
 	if (v >= 1)
 		n += 1u;
+	if (v >= 2)
+		n += 1u;
 	return n;
 }
 
@@ -11965,6 +11994,9 @@ static int kafka_describe_cluster_request_rd_(struct tm_rd *r, int16_t v, struct
 	m->include_cluster_authorized_operations = rd_i8(r) != 0;
 	if (v >= 1) {
 		m->endpoint_type = rd_i8(r);
+	}
+	if (v >= 2) {
+		m->include_fenced_brokers = rd_i8(r) != 0;
 	}
 	if (flex) {
 		rc = kafka_rd_skip_tagged(r);
@@ -11981,6 +12013,9 @@ static void kafka_describe_cluster_request_wr_(struct tm_wbuf *w, int16_t v, con
 	wr_i8(w, m->include_cluster_authorized_operations ? 1 : 0);
 	if (v >= 1) {
 		wr_i8(w, m->endpoint_type);
+	}
+	if (v >= 2) {
+		wr_i8(w, m->include_fenced_brokers ? 1 : 0);
 	}
 	if (flex) {
 		wr_uvarint(w, 0);
@@ -12006,7 +12041,7 @@ void kafka_describe_cluster_request_encode(struct tm_wbuf *w, int16_t version, c
 }
 
 
-/* ---- DescribeClusterResponse (message/DescribeClusterResponse.json, versions 0-1) ---- */
+/* ---- DescribeClusterResponse (kafka-4.1/message/DescribeClusterResponse.json, versions 0-2) ---- */
 
 static void kafka_describe_cluster_response_describe_cluster_broker_defaults_(struct kafka_describe_cluster_response_describe_cluster_broker *m);
 static size_t kafka_describe_cluster_response_describe_cluster_broker_min_(int16_t v) __attribute__((unused));
@@ -12035,6 +12070,8 @@ static size_t kafka_describe_cluster_response_describe_cluster_broker_min_(int16
 		n += 4u;
 	if (true)
 		n += (flex ? 1u : 2u);
+	if (v >= 2)
+		n += 1u;
 	return n;
 }
 
@@ -12053,6 +12090,9 @@ static int kafka_describe_cluster_response_describe_cluster_broker_rd_(struct tm
 	rc = kafka_rd_string(r, flex, true, &m->rack);
 	if (rc)
 		return rc;
+	if (v >= 2) {
+		m->is_fenced = rd_i8(r) != 0;
+	}
 	if (flex) {
 		rc = kafka_rd_skip_tagged(r);
 		if (rc)
@@ -12069,6 +12109,9 @@ static void kafka_describe_cluster_response_describe_cluster_broker_wr_(struct t
 	kafka_wr_string(w, flex, false, m->host);
 	wr_i32(w, m->port);
 	kafka_wr_string(w, flex, true, m->rack);
+	if (v >= 2) {
+		wr_i8(w, m->is_fenced ? 1 : 0);
+	}
 	if (flex) {
 		wr_uvarint(w, 0);
 	}

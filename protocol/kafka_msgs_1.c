@@ -928,7 +928,7 @@ void kafka_describe_delegation_token_response_encode(struct tm_wbuf *w, int16_t 
 }
 
 
-/* ---- DescribeGroupsRequest (message/DescribeGroupsRequest.json, versions 0-5) ---- */
+/* ---- DescribeGroupsRequest (kafka-4.1/message/DescribeGroupsRequest.json, versions 0-6) ---- */
 
 static void kafka_describe_groups_request_defaults_(struct kafka_describe_groups_request *m);
 static size_t kafka_describe_groups_request_min_(int16_t v) __attribute__((unused));
@@ -1004,7 +1004,7 @@ void kafka_describe_groups_request_encode(struct tm_wbuf *w, int16_t version, co
 }
 
 
-/* ---- DescribeGroupsResponse (message/DescribeGroupsResponse.json, versions 0-5) ---- */
+/* ---- DescribeGroupsResponse (kafka-4.1/message/DescribeGroupsResponse.json, versions 0-6) ---- */
 
 static void kafka_describe_groups_response_described_group_member_defaults_(struct kafka_describe_groups_response_described_group_member *m);
 static size_t kafka_describe_groups_response_described_group_member_min_(int16_t v) __attribute__((unused));
@@ -1099,6 +1099,7 @@ static void kafka_describe_groups_response_described_group_member_wr_(struct tm_
 static void kafka_describe_groups_response_described_group_defaults_(struct kafka_describe_groups_response_described_group *m)
 {
 	memset(m, 0, sizeof(*m));
+	m->error_message = kstr_null();
 	m->authorized_operations = INT32_MIN;
 }
 
@@ -1108,6 +1109,8 @@ static size_t kafka_describe_groups_response_described_group_min_(int16_t v)
 	size_t n = flex ? 1u : 0u;
 	if (true)
 		n += 2u;
+	if (v >= 6)
+		n += (flex ? 1u : 2u);
 	if (true)
 		n += (flex ? 1u : 2u);
 	if (true)
@@ -1131,6 +1134,11 @@ static int kafka_describe_groups_response_described_group_rd_(struct tm_rd *r, i
 	(void)a;
 	kafka_describe_groups_response_described_group_defaults_(m);
 	m->error_code = rd_i16(r);
+	if (v >= 6) {
+		rc = kafka_rd_string(r, flex, v >= 6, &m->error_message);
+		if (rc)
+			return rc;
+	}
 	rc = kafka_rd_string(r, flex, false, &m->group_id);
 	if (rc)
 		return rc;
@@ -1177,6 +1185,9 @@ static void kafka_describe_groups_response_described_group_wr_(struct tm_wbuf *w
 	const bool flex = v >= 5;
 	(void)flex;
 	wr_i16(w, m->error_code);
+	if (v >= 6) {
+		kafka_wr_string(w, flex, v >= 6, m->error_message);
+	}
 	kafka_wr_string(w, flex, false, m->group_id);
 	kafka_wr_string(w, flex, false, m->group_state);
 	kafka_wr_string(w, flex, false, m->protocol_type);
@@ -8763,7 +8774,7 @@ void kafka_incremental_alter_configs_response_encode(struct tm_wbuf *w, int16_t 
 }
 
 
-/* ---- InitProducerIdRequest (message/InitProducerIdRequest.json, versions 0-5) ---- */
+/* ---- InitProducerIdRequest (kafka-4.1/message/InitProducerIdRequest.json, versions 0-6) ---- */
 
 static void kafka_init_producer_id_request_defaults_(struct kafka_init_producer_id_request *m);
 static size_t kafka_init_producer_id_request_min_(int16_t v) __attribute__((unused));
@@ -8789,6 +8800,10 @@ static size_t kafka_init_producer_id_request_min_(int16_t v)
 		n += 8u;
 	if (v >= 3)
 		n += 2u;
+	if (v >= 6)
+		n += 1u;
+	if (v >= 6)
+		n += 1u;
 	return n;
 }
 
@@ -8809,6 +8824,12 @@ static int kafka_init_producer_id_request_rd_(struct tm_rd *r, int16_t v, struct
 	if (v >= 3) {
 		m->producer_epoch = rd_i16(r);
 	}
+	if (v >= 6) {
+		m->enable2_pc = rd_i8(r) != 0;
+	}
+	if (v >= 6) {
+		m->keep_prepared_txn = rd_i8(r) != 0;
+	}
 	if (flex) {
 		rc = kafka_rd_skip_tagged(r);
 		if (rc)
@@ -8828,6 +8849,12 @@ static void kafka_init_producer_id_request_wr_(struct tm_wbuf *w, int16_t v, con
 	}
 	if (v >= 3) {
 		wr_i16(w, m->producer_epoch);
+	}
+	if (v >= 6) {
+		wr_i8(w, m->enable2_pc ? 1 : 0);
+	}
+	if (v >= 6) {
+		wr_i8(w, m->keep_prepared_txn ? 1 : 0);
 	}
 	if (flex) {
 		wr_uvarint(w, 0);
@@ -8853,7 +8880,7 @@ void kafka_init_producer_id_request_encode(struct tm_wbuf *w, int16_t version, c
 }
 
 
-/* ---- InitProducerIdResponse (message/InitProducerIdResponse.json, versions 0-5) ---- */
+/* ---- InitProducerIdResponse (kafka-4.1/message/InitProducerIdResponse.json, versions 0-6) ---- */
 
 static void kafka_init_producer_id_response_defaults_(struct kafka_init_producer_id_response *m);
 static size_t kafka_init_producer_id_response_min_(int16_t v) __attribute__((unused));
@@ -8864,6 +8891,8 @@ static void kafka_init_producer_id_response_defaults_(struct kafka_init_producer
 {
 	memset(m, 0, sizeof(*m));
 	m->producer_id = INT64_C(-1);
+	m->ongoing_txn_producer_id = INT64_C(-1);
+	m->ongoing_txn_producer_epoch = -1;
 }
 
 static size_t kafka_init_producer_id_response_min_(int16_t v)
@@ -8877,6 +8906,10 @@ static size_t kafka_init_producer_id_response_min_(int16_t v)
 	if (true)
 		n += 8u;
 	if (true)
+		n += 2u;
+	if (v >= 6)
+		n += 8u;
+	if (v >= 6)
 		n += 2u;
 	return n;
 }
@@ -8892,6 +8925,12 @@ static int kafka_init_producer_id_response_rd_(struct tm_rd *r, int16_t v, struc
 	m->error_code = rd_i16(r);
 	m->producer_id = rd_i64(r);
 	m->producer_epoch = rd_i16(r);
+	if (v >= 6) {
+		m->ongoing_txn_producer_id = rd_i64(r);
+	}
+	if (v >= 6) {
+		m->ongoing_txn_producer_epoch = rd_i16(r);
+	}
 	if (flex) {
 		rc = kafka_rd_skip_tagged(r);
 		if (rc)
@@ -8908,6 +8947,12 @@ static void kafka_init_producer_id_response_wr_(struct tm_wbuf *w, int16_t v, co
 	wr_i16(w, m->error_code);
 	wr_i64(w, m->producer_id);
 	wr_i16(w, m->producer_epoch);
+	if (v >= 6) {
+		wr_i64(w, m->ongoing_txn_producer_id);
+	}
+	if (v >= 6) {
+		wr_i16(w, m->ongoing_txn_producer_epoch);
+	}
 	if (flex) {
 		wr_uvarint(w, 0);
 	}

@@ -238,7 +238,7 @@ void kafka_list_partition_reassignments_response_encode(struct tm_wbuf *w, int16
 }
 
 
-/* ---- ListTransactionsRequest (message/ListTransactionsRequest.json, versions 0-1) ---- */
+/* ---- ListTransactionsRequest (kafka-4.1/message/ListTransactionsRequest.json, versions 0-2) ---- */
 
 static void kafka_list_transactions_request_defaults_(struct kafka_list_transactions_request *m);
 static size_t kafka_list_transactions_request_min_(int16_t v) __attribute__((unused));
@@ -249,6 +249,7 @@ static void kafka_list_transactions_request_defaults_(struct kafka_list_transact
 {
 	memset(m, 0, sizeof(*m));
 	m->duration_filter = INT64_C(-1);
+	m->transactional_id_pattern = kstr_null();
 }
 
 static size_t kafka_list_transactions_request_min_(int16_t v)
@@ -261,6 +262,8 @@ static size_t kafka_list_transactions_request_min_(int16_t v)
 		n += (flex ? 1u : 4u);
 	if (v >= 1)
 		n += 8u;
+	if (v >= 2)
+		n += (flex ? 1u : 2u);
 	return n;
 }
 
@@ -280,6 +283,11 @@ static int kafka_list_transactions_request_rd_(struct tm_rd *r, int16_t v, struc
 	if (v >= 1) {
 		m->duration_filter = rd_i64(r);
 	}
+	if (v >= 2) {
+		rc = kafka_rd_string(r, flex, v >= 2, &m->transactional_id_pattern);
+		if (rc)
+			return rc;
+	}
 	if (flex) {
 		rc = kafka_rd_skip_tagged(r);
 		if (rc)
@@ -296,6 +304,9 @@ static void kafka_list_transactions_request_wr_(struct tm_wbuf *w, int16_t v, co
 	kafka_wr_array_i64(w, flex, false, m->producer_id_filters, m->producer_id_filters_count);
 	if (v >= 1) {
 		wr_i64(w, m->duration_filter);
+	}
+	if (v >= 2) {
+		kafka_wr_string(w, flex, v >= 2, m->transactional_id_pattern);
 	}
 	if (flex) {
 		wr_uvarint(w, 0);
@@ -321,7 +332,7 @@ void kafka_list_transactions_request_encode(struct tm_wbuf *w, int16_t version, 
 }
 
 
-/* ---- ListTransactionsResponse (message/ListTransactionsResponse.json, versions 0-1) ---- */
+/* ---- ListTransactionsResponse (kafka-4.1/message/ListTransactionsResponse.json, versions 0-2) ---- */
 
 static void kafka_list_transactions_response_transaction_state_defaults_(struct kafka_list_transactions_response_transaction_state *m);
 static size_t kafka_list_transactions_response_transaction_state_min_(int16_t v) __attribute__((unused));
@@ -476,7 +487,7 @@ void kafka_list_transactions_response_encode(struct tm_wbuf *w, int16_t version,
 }
 
 
-/* ---- MetadataRequest (message/MetadataRequest.json, versions 0-12) ---- */
+/* ---- MetadataRequest (kafka-4.1/message/MetadataRequest.json, versions 0-13) ---- */
 
 static void kafka_metadata_request_metadata_request_topic_defaults_(struct kafka_metadata_request_metadata_request_topic *m);
 static size_t kafka_metadata_request_metadata_request_topic_min_(int16_t v) __attribute__((unused));
@@ -640,7 +651,7 @@ void kafka_metadata_request_encode(struct tm_wbuf *w, int16_t version, const str
 }
 
 
-/* ---- MetadataResponse (message/MetadataResponse.json, versions 0-12) ---- */
+/* ---- MetadataResponse (kafka-4.1/message/MetadataResponse.json, versions 0-13) ---- */
 
 static void kafka_metadata_response_metadata_response_broker_defaults_(struct kafka_metadata_response_metadata_response_broker *m);
 static size_t kafka_metadata_response_metadata_response_broker_min_(int16_t v) __attribute__((unused));
@@ -917,6 +928,8 @@ static size_t kafka_metadata_response_min_(int16_t v)
 		n += (flex ? 1u : 4u);
 	if ((v >= 8 && v <= 10))
 		n += 4u;
+	if (v >= 13)
+		n += 2u;
 	return n;
 }
 
@@ -977,6 +990,9 @@ static int kafka_metadata_response_rd_(struct tm_rd *r, int16_t v, struct kafka_
 	if ((v >= 8 && v <= 10)) {
 		m->cluster_authorized_operations = rd_i32(r);
 	}
+	if (v >= 13) {
+		m->error_code = rd_i16(r);
+	}
 	if (flex) {
 		rc = kafka_rd_skip_tagged(r);
 		if (rc)
@@ -1006,6 +1022,9 @@ static void kafka_metadata_response_wr_(struct tm_wbuf *w, int16_t v, const stru
 		kafka_metadata_response_metadata_response_topic_wr_(w, v, &m->topics[i]);
 	if ((v >= 8 && v <= 10)) {
 		wr_i32(w, m->cluster_authorized_operations);
+	}
+	if (v >= 13) {
+		wr_i16(w, m->error_code);
 	}
 	if (flex) {
 		wr_uvarint(w, 0);
@@ -8905,7 +8924,7 @@ void kafka_sync_group_response_encode(struct tm_wbuf *w, int16_t version, const 
 }
 
 
-/* ---- TxnOffsetCommitRequest (message/TxnOffsetCommitRequest.json, versions 0-4) ---- */
+/* ---- TxnOffsetCommitRequest (kafka-4.1/message/TxnOffsetCommitRequest.json, versions 0-5) ---- */
 
 static void kafka_txn_offset_commit_request_txn_offset_commit_request_partition_defaults_(struct kafka_txn_offset_commit_request_txn_offset_commit_request_partition *m);
 static size_t kafka_txn_offset_commit_request_txn_offset_commit_request_partition_min_(int16_t v) __attribute__((unused));
@@ -9172,7 +9191,7 @@ void kafka_txn_offset_commit_request_encode(struct tm_wbuf *w, int16_t version, 
 }
 
 
-/* ---- TxnOffsetCommitResponse (message/TxnOffsetCommitResponse.json, versions 0-4) ---- */
+/* ---- TxnOffsetCommitResponse (kafka-4.1/message/TxnOffsetCommitResponse.json, versions 0-5) ---- */
 
 static void kafka_txn_offset_commit_response_txn_offset_commit_response_partition_defaults_(struct kafka_txn_offset_commit_response_txn_offset_commit_response_partition *m);
 static size_t kafka_txn_offset_commit_response_txn_offset_commit_response_partition_min_(int16_t v) __attribute__((unused));
@@ -10836,7 +10855,7 @@ void kafka_update_raft_voter_response_encode(struct tm_wbuf *w, int16_t version,
 }
 
 
-/* ---- VoteRequest (message/VoteRequest.json, versions 0-1) ---- */
+/* ---- VoteRequest (kafka-4.1/message/VoteRequest.json, versions 0-2) ---- */
 
 static void kafka_vote_request_partition_data_defaults_(struct kafka_vote_request_partition_data *m);
 static size_t kafka_vote_request_partition_data_min_(int16_t v) __attribute__((unused));
@@ -10874,6 +10893,8 @@ static size_t kafka_vote_request_partition_data_min_(int16_t v)
 		n += 4u;
 	if (true)
 		n += 8u;
+	if (v >= 2)
+		n += 1u;
 	return n;
 }
 
@@ -10885,16 +10906,19 @@ static int kafka_vote_request_partition_data_rd_(struct tm_rd *r, int16_t v, str
 	(void)a;
 	kafka_vote_request_partition_data_defaults_(m);
 	m->partition_index = rd_i32(r);
-	m->candidate_epoch = rd_i32(r);
-	m->candidate_id = rd_i32(r);
+	m->replica_epoch = rd_i32(r);
+	m->replica_id = rd_i32(r);
 	if (v >= 1) {
-		kafka_rd_uuid(r, &m->candidate_directory_id);
+		kafka_rd_uuid(r, &m->replica_directory_id);
 	}
 	if (v >= 1) {
 		kafka_rd_uuid(r, &m->voter_directory_id);
 	}
 	m->last_offset_epoch = rd_i32(r);
 	m->last_offset = rd_i64(r);
+	if (v >= 2) {
+		m->pre_vote = rd_i8(r) != 0;
+	}
 	if (flex) {
 		rc = kafka_rd_skip_tagged(r);
 		if (rc)
@@ -10908,16 +10932,19 @@ static void kafka_vote_request_partition_data_wr_(struct tm_wbuf *w, int16_t v, 
 	const bool flex = true;
 	(void)flex;
 	wr_i32(w, m->partition_index);
-	wr_i32(w, m->candidate_epoch);
-	wr_i32(w, m->candidate_id);
+	wr_i32(w, m->replica_epoch);
+	wr_i32(w, m->replica_id);
 	if (v >= 1) {
-		kafka_wr_uuid(w, &m->candidate_directory_id);
+		kafka_wr_uuid(w, &m->replica_directory_id);
 	}
 	if (v >= 1) {
 		kafka_wr_uuid(w, &m->voter_directory_id);
 	}
 	wr_i32(w, m->last_offset_epoch);
 	wr_i64(w, m->last_offset);
+	if (v >= 2) {
+		wr_i8(w, m->pre_vote ? 1 : 0);
+	}
 	if (flex) {
 		wr_uvarint(w, 0);
 	}
@@ -11082,7 +11109,7 @@ void kafka_vote_request_encode(struct tm_wbuf *w, int16_t version, const struct 
 }
 
 
-/* ---- VoteResponse (message/VoteResponse.json, versions 0-1) ---- */
+/* ---- VoteResponse (kafka-4.1/message/VoteResponse.json, versions 0-2) ---- */
 
 static void kafka_vote_response_partition_data_defaults_(struct kafka_vote_response_partition_data *m);
 static size_t kafka_vote_response_partition_data_min_(int16_t v) __attribute__((unused));

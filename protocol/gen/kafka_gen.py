@@ -858,6 +858,22 @@ def emit_test_defaults(o, s):
 SCHEMA_ROOT = ""
 
 
+def newer_schema(root, path, d):
+    """Kafka 4.1's schema of the same message when it only adds versions
+    (same lowest version, higher highest): e.g. VoteRequest v2 with PreVote.
+    Schemas from which 4.1 removed old versions (KIP-896) stay as they are,
+    so old clients keep working."""
+    rel = os.path.relpath(path, root)
+    alt = os.path.join(root, "kafka-4.1", rel)
+    if not os.path.exists(alt):
+        return None
+    nd = load(alt)
+    old, new = parse_vers(d.get("validVersions")), parse_vers(nd.get("validVersions"))
+    if old is None or new is None or new[0] != old[0] or new[1] <= old[1]:
+        return None
+    return alt, nd
+
+
 def main():
     global SCHEMA_ROOT
     if len(sys.argv) != 3:
@@ -873,6 +889,9 @@ def main():
     msgs = []
     for p in files:
         d = load(p)
+        newer = newer_schema(root, p, d)
+        if newer is not None:
+            p, d = newer
         if d["type"] == "header":
             continue  # request/response headers are coded by hand (kafka_codec.c)
         msgs.append(build_message(p, d))

@@ -2730,6 +2730,7 @@ static void kafka_alter_partition_reassignments_request_defaults_tg(struct kafka
 {
 	memset(m, 0, sizeof(*m));
 	m->timeout_ms = 60000;
+	m->allow_replication_factor_change = true;
 }
 
 static void tg_fill_kafka_alter_partition_reassignments_request(struct kafka_alter_partition_reassignments_request *m, int16_t v, int variant, struct tm_arena *a, unsigned *k)
@@ -2738,6 +2739,9 @@ static void tg_fill_kafka_alter_partition_reassignments_request(struct kafka_alt
 	kafka_alter_partition_reassignments_request_defaults_tg(m);
 	if (true) {
 		m->timeout_ms = (int32_t)(60000 ^ (int32_t)(1 + tg_next(k) % 100));
+	}
+	if (v >= 1) {
+		m->allow_replication_factor_change = !(true);
 	}
 	if (true) {
 		if (variant == 1) {
@@ -2754,6 +2758,8 @@ static void tg_fill_kafka_alter_partition_reassignments_request(struct kafka_alt
 static bool tg_eq_kafka_alter_partition_reassignments_request(const struct kafka_alter_partition_reassignments_request *x, const struct kafka_alter_partition_reassignments_request *y)
 {
 	if (x->timeout_ms != y->timeout_ms)
+		return false;
+	if (x->allow_replication_factor_change != y->allow_replication_factor_change)
 		return false;
 	if (x->topics_count != y->topics_count)
 		return false;
@@ -2835,6 +2841,7 @@ static bool tg_eq_kafka_alter_partition_reassignments_response_reassignable_topi
 static void kafka_alter_partition_reassignments_response_defaults_tg(struct kafka_alter_partition_reassignments_response *m)
 {
 	memset(m, 0, sizeof(*m));
+	m->allow_replication_factor_change = true;
 }
 
 static void tg_fill_kafka_alter_partition_reassignments_response(struct kafka_alter_partition_reassignments_response *m, int16_t v, int variant, struct tm_arena *a, unsigned *k)
@@ -2843,6 +2850,9 @@ static void tg_fill_kafka_alter_partition_reassignments_response(struct kafka_al
 	kafka_alter_partition_reassignments_response_defaults_tg(m);
 	if (true) {
 		m->throttle_time_ms = (int32_t)(0 ^ (int32_t)(1 + tg_next(k) % 100));
+	}
+	if (v >= 1) {
+		m->allow_replication_factor_change = !(true);
 	}
 	if (true) {
 		m->error_code = (int16_t)(0 ^ (int16_t)(1 + tg_next(k) % 100));
@@ -2865,6 +2875,8 @@ static void tg_fill_kafka_alter_partition_reassignments_response(struct kafka_al
 static bool tg_eq_kafka_alter_partition_reassignments_response(const struct kafka_alter_partition_reassignments_response *x, const struct kafka_alter_partition_reassignments_response *y)
 {
 	if (x->throttle_time_ms != y->throttle_time_ms)
+		return false;
+	if (x->allow_replication_factor_change != y->allow_replication_factor_change)
 		return false;
 	if (x->error_code != y->error_code)
 		return false;
@@ -4812,6 +4824,7 @@ static void kafka_consumer_group_describe_response_member_defaults_tg(struct kaf
 	m->subscribed_topic_regex = kstr_null();
 	kafka_consumer_group_describe_response_assignment_defaults_tg(&m->assignment);
 	kafka_consumer_group_describe_response_assignment_defaults_tg(&m->target_assignment);
+	m->member_type = -1;
 }
 
 static void tg_fill_kafka_consumer_group_describe_response_member(struct kafka_consumer_group_describe_response_member *m, int16_t v, int variant, struct tm_arena *a, unsigned *k)
@@ -4855,6 +4868,9 @@ static void tg_fill_kafka_consumer_group_describe_response_member(struct kafka_c
 	if (true) {
 		tg_fill_kafka_consumer_group_describe_response_assignment(&m->target_assignment, v, variant, a, k);
 	}
+	if (v >= 1) {
+		m->member_type = (int8_t)(-1 ^ (int8_t)(1 + tg_next(k) % 100));
+	}
 }
 
 static bool tg_eq_kafka_consumer_group_describe_response_member(const struct kafka_consumer_group_describe_response_member *x, const struct kafka_consumer_group_describe_response_member *y)
@@ -4882,6 +4898,8 @@ static bool tg_eq_kafka_consumer_group_describe_response_member(const struct kaf
 	if (!tg_eq_kafka_consumer_group_describe_response_assignment(&x->assignment, &y->assignment))
 		return false;
 	if (!tg_eq_kafka_consumer_group_describe_response_assignment(&x->target_assignment, &y->target_assignment))
+		return false;
+	if (x->member_type != y->member_type)
 		return false;
 	return true;
 }
@@ -7802,6 +7820,9 @@ static void tg_fill_kafka_describe_cluster_request(struct kafka_describe_cluster
 	if (v >= 1) {
 		m->endpoint_type = (int8_t)(1 ^ (int8_t)(1 + tg_next(k) % 100));
 	}
+	if (v >= 2) {
+		m->include_fenced_brokers = !(false);
+	}
 }
 
 static bool tg_eq_kafka_describe_cluster_request(const struct kafka_describe_cluster_request *x, const struct kafka_describe_cluster_request *y)
@@ -7809,6 +7830,8 @@ static bool tg_eq_kafka_describe_cluster_request(const struct kafka_describe_clu
 	if (x->include_cluster_authorized_operations != y->include_cluster_authorized_operations)
 		return false;
 	if (x->endpoint_type != y->endpoint_type)
+		return false;
+	if (x->include_fenced_brokers != y->include_fenced_brokers)
 		return false;
 	return true;
 }
@@ -7835,6 +7858,9 @@ static void tg_fill_kafka_describe_cluster_response_describe_cluster_broker(stru
 	if (true) {
 		m->rack = (variant == 1 && (true)) ? kstr_null() : tg_str(a, k);
 	}
+	if (v >= 2) {
+		m->is_fenced = !(false);
+	}
 }
 
 static bool tg_eq_kafka_describe_cluster_response_describe_cluster_broker(const struct kafka_describe_cluster_response_describe_cluster_broker *x, const struct kafka_describe_cluster_response_describe_cluster_broker *y)
@@ -7846,6 +7872,8 @@ static bool tg_eq_kafka_describe_cluster_response_describe_cluster_broker(const 
 	if (x->port != y->port)
 		return false;
 	if (!kstr_equal(x->rack, y->rack))
+		return false;
+	if (x->is_fenced != y->is_fenced)
 		return false;
 	return true;
 }
@@ -8488,6 +8516,7 @@ static bool tg_eq_kafka_describe_groups_response_described_group_member(const st
 static void kafka_describe_groups_response_described_group_defaults_tg(struct kafka_describe_groups_response_described_group *m)
 {
 	memset(m, 0, sizeof(*m));
+	m->error_message = kstr_null();
 	m->authorized_operations = INT32_MIN;
 }
 
@@ -8497,6 +8526,9 @@ static void tg_fill_kafka_describe_groups_response_described_group(struct kafka_
 	kafka_describe_groups_response_described_group_defaults_tg(m);
 	if (true) {
 		m->error_code = (int16_t)(0 ^ (int16_t)(1 + tg_next(k) % 100));
+	}
+	if (v >= 6) {
+		m->error_message = (variant == 1 && (v >= 6)) ? kstr_null() : tg_str(a, k);
 	}
 	if (true) {
 		m->group_id = (variant == 1 && (false)) ? kstr_null() : tg_str(a, k);
@@ -8528,6 +8560,8 @@ static void tg_fill_kafka_describe_groups_response_described_group(struct kafka_
 static bool tg_eq_kafka_describe_groups_response_described_group(const struct kafka_describe_groups_response_described_group *x, const struct kafka_describe_groups_response_described_group *y)
 {
 	if (x->error_code != y->error_code)
+		return false;
+	if (!kstr_equal(x->error_message, y->error_message))
 		return false;
 	if (!kstr_equal(x->group_id, y->group_id))
 		return false;
@@ -12401,6 +12435,12 @@ static void tg_fill_kafka_init_producer_id_request(struct kafka_init_producer_id
 	if (v >= 3) {
 		m->producer_epoch = (int16_t)(-1 ^ (int16_t)(1 + tg_next(k) % 100));
 	}
+	if (v >= 6) {
+		m->enable2_pc = !(false);
+	}
+	if (v >= 6) {
+		m->keep_prepared_txn = !(false);
+	}
 }
 
 static bool tg_eq_kafka_init_producer_id_request(const struct kafka_init_producer_id_request *x, const struct kafka_init_producer_id_request *y)
@@ -12413,6 +12453,10 @@ static bool tg_eq_kafka_init_producer_id_request(const struct kafka_init_produce
 		return false;
 	if (x->producer_epoch != y->producer_epoch)
 		return false;
+	if (x->enable2_pc != y->enable2_pc)
+		return false;
+	if (x->keep_prepared_txn != y->keep_prepared_txn)
+		return false;
 	return true;
 }
 
@@ -12420,6 +12464,8 @@ static void kafka_init_producer_id_response_defaults_tg(struct kafka_init_produc
 {
 	memset(m, 0, sizeof(*m));
 	m->producer_id = INT64_C(-1);
+	m->ongoing_txn_producer_id = INT64_C(-1);
+	m->ongoing_txn_producer_epoch = -1;
 }
 
 static void tg_fill_kafka_init_producer_id_response(struct kafka_init_producer_id_response *m, int16_t v, int variant, struct tm_arena *a, unsigned *k)
@@ -12438,6 +12484,12 @@ static void tg_fill_kafka_init_producer_id_response(struct kafka_init_producer_i
 	if (true) {
 		m->producer_epoch = (int16_t)(0 ^ (int16_t)(1 + tg_next(k) % 100));
 	}
+	if (v >= 6) {
+		m->ongoing_txn_producer_id = (int64_t)(INT64_C(-1) ^ (int64_t)(1 + tg_next(k) % 100));
+	}
+	if (v >= 6) {
+		m->ongoing_txn_producer_epoch = (int16_t)(-1 ^ (int16_t)(1 + tg_next(k) % 100));
+	}
 }
 
 static bool tg_eq_kafka_init_producer_id_response(const struct kafka_init_producer_id_response *x, const struct kafka_init_producer_id_response *y)
@@ -12449,6 +12501,10 @@ static bool tg_eq_kafka_init_producer_id_response(const struct kafka_init_produc
 	if (x->producer_id != y->producer_id)
 		return false;
 	if (x->producer_epoch != y->producer_epoch)
+		return false;
+	if (x->ongoing_txn_producer_id != y->ongoing_txn_producer_id)
+		return false;
+	if (x->ongoing_txn_producer_epoch != y->ongoing_txn_producer_epoch)
 		return false;
 	return true;
 }
@@ -14218,6 +14274,7 @@ static void kafka_list_transactions_request_defaults_tg(struct kafka_list_transa
 {
 	memset(m, 0, sizeof(*m));
 	m->duration_filter = INT64_C(-1);
+	m->transactional_id_pattern = kstr_null();
 }
 
 static void tg_fill_kafka_list_transactions_request(struct kafka_list_transactions_request *m, int16_t v, int variant, struct tm_arena *a, unsigned *k)
@@ -14247,6 +14304,9 @@ static void tg_fill_kafka_list_transactions_request(struct kafka_list_transactio
 	if (v >= 1) {
 		m->duration_filter = (int64_t)(INT64_C(-1) ^ (int64_t)(1 + tg_next(k) % 100));
 	}
+	if (v >= 2) {
+		m->transactional_id_pattern = (variant == 1 && (v >= 2)) ? kstr_null() : tg_str(a, k);
+	}
 }
 
 static bool tg_eq_kafka_list_transactions_request(const struct kafka_list_transactions_request *x, const struct kafka_list_transactions_request *y)
@@ -14264,6 +14324,8 @@ static bool tg_eq_kafka_list_transactions_request(const struct kafka_list_transa
 			return false;
 	}
 	if (x->duration_filter != y->duration_filter)
+		return false;
+	if (!kstr_equal(x->transactional_id_pattern, y->transactional_id_pattern))
 		return false;
 	return true;
 }
@@ -14655,6 +14717,9 @@ static void tg_fill_kafka_metadata_response(struct kafka_metadata_response *m, i
 	if ((v >= 8 && v <= 10)) {
 		m->cluster_authorized_operations = (int32_t)(INT32_MIN ^ (int32_t)(1 + tg_next(k) % 100));
 	}
+	if (v >= 13) {
+		m->error_code = (int16_t)(0 ^ (int16_t)(1 + tg_next(k) % 100));
+	}
 }
 
 static bool tg_eq_kafka_metadata_response(const struct kafka_metadata_response *x, const struct kafka_metadata_response *y)
@@ -14678,6 +14743,8 @@ static bool tg_eq_kafka_metadata_response(const struct kafka_metadata_response *
 			return false;
 	}
 	if (x->cluster_authorized_operations != y->cluster_authorized_operations)
+		return false;
+	if (x->error_code != y->error_code)
 		return false;
 	return true;
 }
@@ -19717,13 +19784,13 @@ static void tg_fill_kafka_vote_request_partition_data(struct kafka_vote_request_
 		m->partition_index = (int32_t)(0 ^ (int32_t)(1 + tg_next(k) % 100));
 	}
 	if (true) {
-		m->candidate_epoch = (int32_t)(0 ^ (int32_t)(1 + tg_next(k) % 100));
+		m->replica_epoch = (int32_t)(0 ^ (int32_t)(1 + tg_next(k) % 100));
 	}
 	if (true) {
-		m->candidate_id = (int32_t)(0 ^ (int32_t)(1 + tg_next(k) % 100));
+		m->replica_id = (int32_t)(0 ^ (int32_t)(1 + tg_next(k) % 100));
 	}
 	if (v >= 1) {
-		m->candidate_directory_id = tg_uuid(k);
+		m->replica_directory_id = tg_uuid(k);
 	}
 	if (v >= 1) {
 		m->voter_directory_id = tg_uuid(k);
@@ -19734,23 +19801,28 @@ static void tg_fill_kafka_vote_request_partition_data(struct kafka_vote_request_
 	if (true) {
 		m->last_offset = (int64_t)(0 ^ (int64_t)(1 + tg_next(k) % 100));
 	}
+	if (v >= 2) {
+		m->pre_vote = !(false);
+	}
 }
 
 static bool tg_eq_kafka_vote_request_partition_data(const struct kafka_vote_request_partition_data *x, const struct kafka_vote_request_partition_data *y)
 {
 	if (x->partition_index != y->partition_index)
 		return false;
-	if (x->candidate_epoch != y->candidate_epoch)
+	if (x->replica_epoch != y->replica_epoch)
 		return false;
-	if (x->candidate_id != y->candidate_id)
+	if (x->replica_id != y->replica_id)
 		return false;
-	if (!kuuid_equal(&x->candidate_directory_id, &y->candidate_directory_id))
+	if (!kuuid_equal(&x->replica_directory_id, &y->replica_directory_id))
 		return false;
 	if (!kuuid_equal(&x->voter_directory_id, &y->voter_directory_id))
 		return false;
 	if (x->last_offset_epoch != y->last_offset_epoch)
 		return false;
 	if (x->last_offset != y->last_offset)
+		return false;
+	if (x->pre_vote != y->pre_vote)
 		return false;
 	return true;
 }
@@ -24630,8 +24702,8 @@ static const struct tg_case tg_cases[] = {
 	{ "AlterClientQuotasResponse", 0, 1, sizeof(struct kafka_alter_client_quotas_response), tgc_fill_kafka_alter_client_quotas_response, tgc_eq_kafka_alter_client_quotas_response, tgc_dec_kafka_alter_client_quotas_response, tgc_enc_kafka_alter_client_quotas_response },
 	{ "AlterConfigsRequest", 0, 2, sizeof(struct kafka_alter_configs_request), tgc_fill_kafka_alter_configs_request, tgc_eq_kafka_alter_configs_request, tgc_dec_kafka_alter_configs_request, tgc_enc_kafka_alter_configs_request },
 	{ "AlterConfigsResponse", 0, 2, sizeof(struct kafka_alter_configs_response), tgc_fill_kafka_alter_configs_response, tgc_eq_kafka_alter_configs_response, tgc_dec_kafka_alter_configs_response, tgc_enc_kafka_alter_configs_response },
-	{ "AlterPartitionReassignmentsRequest", 0, 0, sizeof(struct kafka_alter_partition_reassignments_request), tgc_fill_kafka_alter_partition_reassignments_request, tgc_eq_kafka_alter_partition_reassignments_request, tgc_dec_kafka_alter_partition_reassignments_request, tgc_enc_kafka_alter_partition_reassignments_request },
-	{ "AlterPartitionReassignmentsResponse", 0, 0, sizeof(struct kafka_alter_partition_reassignments_response), tgc_fill_kafka_alter_partition_reassignments_response, tgc_eq_kafka_alter_partition_reassignments_response, tgc_dec_kafka_alter_partition_reassignments_response, tgc_enc_kafka_alter_partition_reassignments_response },
+	{ "AlterPartitionReassignmentsRequest", 0, 1, sizeof(struct kafka_alter_partition_reassignments_request), tgc_fill_kafka_alter_partition_reassignments_request, tgc_eq_kafka_alter_partition_reassignments_request, tgc_dec_kafka_alter_partition_reassignments_request, tgc_enc_kafka_alter_partition_reassignments_request },
+	{ "AlterPartitionReassignmentsResponse", 0, 1, sizeof(struct kafka_alter_partition_reassignments_response), tgc_fill_kafka_alter_partition_reassignments_response, tgc_eq_kafka_alter_partition_reassignments_response, tgc_dec_kafka_alter_partition_reassignments_response, tgc_enc_kafka_alter_partition_reassignments_response },
 	{ "AlterPartitionRequest", 0, 3, sizeof(struct kafka_alter_partition_request), tgc_fill_kafka_alter_partition_request, tgc_eq_kafka_alter_partition_request, tgc_dec_kafka_alter_partition_request, tgc_enc_kafka_alter_partition_request },
 	{ "AlterPartitionResponse", 0, 3, sizeof(struct kafka_alter_partition_response), tgc_fill_kafka_alter_partition_response, tgc_eq_kafka_alter_partition_response, tgc_dec_kafka_alter_partition_response, tgc_enc_kafka_alter_partition_response },
 	{ "AlterReplicaLogDirsRequest", 0, 2, sizeof(struct kafka_alter_replica_log_dirs_request), tgc_fill_kafka_alter_replica_log_dirs_request, tgc_eq_kafka_alter_replica_log_dirs_request, tgc_dec_kafka_alter_replica_log_dirs_request, tgc_enc_kafka_alter_replica_log_dirs_request },
@@ -24648,8 +24720,8 @@ static const struct tg_case tg_cases[] = {
 	{ "BrokerHeartbeatResponse", 0, 1, sizeof(struct kafka_broker_heartbeat_response), tgc_fill_kafka_broker_heartbeat_response, tgc_eq_kafka_broker_heartbeat_response, tgc_dec_kafka_broker_heartbeat_response, tgc_enc_kafka_broker_heartbeat_response },
 	{ "BrokerRegistrationRequest", 0, 4, sizeof(struct kafka_broker_registration_request), tgc_fill_kafka_broker_registration_request, tgc_eq_kafka_broker_registration_request, tgc_dec_kafka_broker_registration_request, tgc_enc_kafka_broker_registration_request },
 	{ "BrokerRegistrationResponse", 0, 4, sizeof(struct kafka_broker_registration_response), tgc_fill_kafka_broker_registration_response, tgc_eq_kafka_broker_registration_response, tgc_dec_kafka_broker_registration_response, tgc_enc_kafka_broker_registration_response },
-	{ "ConsumerGroupDescribeRequest", 0, 0, sizeof(struct kafka_consumer_group_describe_request), tgc_fill_kafka_consumer_group_describe_request, tgc_eq_kafka_consumer_group_describe_request, tgc_dec_kafka_consumer_group_describe_request, tgc_enc_kafka_consumer_group_describe_request },
-	{ "ConsumerGroupDescribeResponse", 0, 0, sizeof(struct kafka_consumer_group_describe_response), tgc_fill_kafka_consumer_group_describe_response, tgc_eq_kafka_consumer_group_describe_response, tgc_dec_kafka_consumer_group_describe_response, tgc_enc_kafka_consumer_group_describe_response },
+	{ "ConsumerGroupDescribeRequest", 0, 1, sizeof(struct kafka_consumer_group_describe_request), tgc_fill_kafka_consumer_group_describe_request, tgc_eq_kafka_consumer_group_describe_request, tgc_dec_kafka_consumer_group_describe_request, tgc_enc_kafka_consumer_group_describe_request },
+	{ "ConsumerGroupDescribeResponse", 0, 1, sizeof(struct kafka_consumer_group_describe_response), tgc_fill_kafka_consumer_group_describe_response, tgc_eq_kafka_consumer_group_describe_response, tgc_dec_kafka_consumer_group_describe_response, tgc_enc_kafka_consumer_group_describe_response },
 	{ "ConsumerGroupHeartbeatRequest", 0, 1, sizeof(struct kafka_consumer_group_heartbeat_request), tgc_fill_kafka_consumer_group_heartbeat_request, tgc_eq_kafka_consumer_group_heartbeat_request, tgc_dec_kafka_consumer_group_heartbeat_request, tgc_enc_kafka_consumer_group_heartbeat_request },
 	{ "ConsumerGroupHeartbeatResponse", 0, 1, sizeof(struct kafka_consumer_group_heartbeat_response), tgc_fill_kafka_consumer_group_heartbeat_response, tgc_eq_kafka_consumer_group_heartbeat_response, tgc_dec_kafka_consumer_group_heartbeat_response, tgc_enc_kafka_consumer_group_heartbeat_response },
 	{ "ConsumerProtocolAssignment", 0, 3, sizeof(struct kafka_consumer_protocol_assignment), tgc_fill_kafka_consumer_protocol_assignment, tgc_eq_kafka_consumer_protocol_assignment, tgc_dec_kafka_consumer_protocol_assignment, tgc_enc_kafka_consumer_protocol_assignment },
@@ -24681,14 +24753,14 @@ static const struct tg_case tg_cases[] = {
 	{ "DescribeAclsResponse", 0, 3, sizeof(struct kafka_describe_acls_response), tgc_fill_kafka_describe_acls_response, tgc_eq_kafka_describe_acls_response, tgc_dec_kafka_describe_acls_response, tgc_enc_kafka_describe_acls_response },
 	{ "DescribeClientQuotasRequest", 0, 1, sizeof(struct kafka_describe_client_quotas_request), tgc_fill_kafka_describe_client_quotas_request, tgc_eq_kafka_describe_client_quotas_request, tgc_dec_kafka_describe_client_quotas_request, tgc_enc_kafka_describe_client_quotas_request },
 	{ "DescribeClientQuotasResponse", 0, 1, sizeof(struct kafka_describe_client_quotas_response), tgc_fill_kafka_describe_client_quotas_response, tgc_eq_kafka_describe_client_quotas_response, tgc_dec_kafka_describe_client_quotas_response, tgc_enc_kafka_describe_client_quotas_response },
-	{ "DescribeClusterRequest", 0, 1, sizeof(struct kafka_describe_cluster_request), tgc_fill_kafka_describe_cluster_request, tgc_eq_kafka_describe_cluster_request, tgc_dec_kafka_describe_cluster_request, tgc_enc_kafka_describe_cluster_request },
-	{ "DescribeClusterResponse", 0, 1, sizeof(struct kafka_describe_cluster_response), tgc_fill_kafka_describe_cluster_response, tgc_eq_kafka_describe_cluster_response, tgc_dec_kafka_describe_cluster_response, tgc_enc_kafka_describe_cluster_response },
+	{ "DescribeClusterRequest", 0, 2, sizeof(struct kafka_describe_cluster_request), tgc_fill_kafka_describe_cluster_request, tgc_eq_kafka_describe_cluster_request, tgc_dec_kafka_describe_cluster_request, tgc_enc_kafka_describe_cluster_request },
+	{ "DescribeClusterResponse", 0, 2, sizeof(struct kafka_describe_cluster_response), tgc_fill_kafka_describe_cluster_response, tgc_eq_kafka_describe_cluster_response, tgc_dec_kafka_describe_cluster_response, tgc_enc_kafka_describe_cluster_response },
 	{ "DescribeConfigsRequest", 0, 4, sizeof(struct kafka_describe_configs_request), tgc_fill_kafka_describe_configs_request, tgc_eq_kafka_describe_configs_request, tgc_dec_kafka_describe_configs_request, tgc_enc_kafka_describe_configs_request },
 	{ "DescribeConfigsResponse", 0, 4, sizeof(struct kafka_describe_configs_response), tgc_fill_kafka_describe_configs_response, tgc_eq_kafka_describe_configs_response, tgc_dec_kafka_describe_configs_response, tgc_enc_kafka_describe_configs_response },
 	{ "DescribeDelegationTokenRequest", 0, 3, sizeof(struct kafka_describe_delegation_token_request), tgc_fill_kafka_describe_delegation_token_request, tgc_eq_kafka_describe_delegation_token_request, tgc_dec_kafka_describe_delegation_token_request, tgc_enc_kafka_describe_delegation_token_request },
 	{ "DescribeDelegationTokenResponse", 0, 3, sizeof(struct kafka_describe_delegation_token_response), tgc_fill_kafka_describe_delegation_token_response, tgc_eq_kafka_describe_delegation_token_response, tgc_dec_kafka_describe_delegation_token_response, tgc_enc_kafka_describe_delegation_token_response },
-	{ "DescribeGroupsRequest", 0, 5, sizeof(struct kafka_describe_groups_request), tgc_fill_kafka_describe_groups_request, tgc_eq_kafka_describe_groups_request, tgc_dec_kafka_describe_groups_request, tgc_enc_kafka_describe_groups_request },
-	{ "DescribeGroupsResponse", 0, 5, sizeof(struct kafka_describe_groups_response), tgc_fill_kafka_describe_groups_response, tgc_eq_kafka_describe_groups_response, tgc_dec_kafka_describe_groups_response, tgc_enc_kafka_describe_groups_response },
+	{ "DescribeGroupsRequest", 0, 6, sizeof(struct kafka_describe_groups_request), tgc_fill_kafka_describe_groups_request, tgc_eq_kafka_describe_groups_request, tgc_dec_kafka_describe_groups_request, tgc_enc_kafka_describe_groups_request },
+	{ "DescribeGroupsResponse", 0, 6, sizeof(struct kafka_describe_groups_response), tgc_fill_kafka_describe_groups_response, tgc_eq_kafka_describe_groups_response, tgc_dec_kafka_describe_groups_response, tgc_enc_kafka_describe_groups_response },
 	{ "DescribeLogDirsRequest", 0, 4, sizeof(struct kafka_describe_log_dirs_request), tgc_fill_kafka_describe_log_dirs_request, tgc_eq_kafka_describe_log_dirs_request, tgc_dec_kafka_describe_log_dirs_request, tgc_enc_kafka_describe_log_dirs_request },
 	{ "DescribeLogDirsResponse", 0, 4, sizeof(struct kafka_describe_log_dirs_response), tgc_fill_kafka_describe_log_dirs_response, tgc_eq_kafka_describe_log_dirs_response, tgc_dec_kafka_describe_log_dirs_response, tgc_enc_kafka_describe_log_dirs_response },
 	{ "DescribeProducersRequest", 0, 0, sizeof(struct kafka_describe_producers_request), tgc_fill_kafka_describe_producers_request, tgc_eq_kafka_describe_producers_request, tgc_dec_kafka_describe_producers_request, tgc_enc_kafka_describe_producers_request },
@@ -24723,8 +24795,8 @@ static const struct tg_case tg_cases[] = {
 	{ "HeartbeatResponse", 0, 4, sizeof(struct kafka_heartbeat_response), tgc_fill_kafka_heartbeat_response, tgc_eq_kafka_heartbeat_response, tgc_dec_kafka_heartbeat_response, tgc_enc_kafka_heartbeat_response },
 	{ "IncrementalAlterConfigsRequest", 0, 1, sizeof(struct kafka_incremental_alter_configs_request), tgc_fill_kafka_incremental_alter_configs_request, tgc_eq_kafka_incremental_alter_configs_request, tgc_dec_kafka_incremental_alter_configs_request, tgc_enc_kafka_incremental_alter_configs_request },
 	{ "IncrementalAlterConfigsResponse", 0, 1, sizeof(struct kafka_incremental_alter_configs_response), tgc_fill_kafka_incremental_alter_configs_response, tgc_eq_kafka_incremental_alter_configs_response, tgc_dec_kafka_incremental_alter_configs_response, tgc_enc_kafka_incremental_alter_configs_response },
-	{ "InitProducerIdRequest", 0, 5, sizeof(struct kafka_init_producer_id_request), tgc_fill_kafka_init_producer_id_request, tgc_eq_kafka_init_producer_id_request, tgc_dec_kafka_init_producer_id_request, tgc_enc_kafka_init_producer_id_request },
-	{ "InitProducerIdResponse", 0, 5, sizeof(struct kafka_init_producer_id_response), tgc_fill_kafka_init_producer_id_response, tgc_eq_kafka_init_producer_id_response, tgc_dec_kafka_init_producer_id_response, tgc_enc_kafka_init_producer_id_response },
+	{ "InitProducerIdRequest", 0, 6, sizeof(struct kafka_init_producer_id_request), tgc_fill_kafka_init_producer_id_request, tgc_eq_kafka_init_producer_id_request, tgc_dec_kafka_init_producer_id_request, tgc_enc_kafka_init_producer_id_request },
+	{ "InitProducerIdResponse", 0, 6, sizeof(struct kafka_init_producer_id_response), tgc_fill_kafka_init_producer_id_response, tgc_eq_kafka_init_producer_id_response, tgc_dec_kafka_init_producer_id_response, tgc_enc_kafka_init_producer_id_response },
 	{ "InitializeShareGroupStateRequest", 0, 0, sizeof(struct kafka_initialize_share_group_state_request), tgc_fill_kafka_initialize_share_group_state_request, tgc_eq_kafka_initialize_share_group_state_request, tgc_dec_kafka_initialize_share_group_state_request, tgc_enc_kafka_initialize_share_group_state_request },
 	{ "InitializeShareGroupStateResponse", 0, 0, sizeof(struct kafka_initialize_share_group_state_response), tgc_fill_kafka_initialize_share_group_state_response, tgc_eq_kafka_initialize_share_group_state_response, tgc_dec_kafka_initialize_share_group_state_response, tgc_enc_kafka_initialize_share_group_state_response },
 	{ "JoinGroupRequest", 0, 9, sizeof(struct kafka_join_group_request), tgc_fill_kafka_join_group_request, tgc_eq_kafka_join_group_request, tgc_dec_kafka_join_group_request, tgc_enc_kafka_join_group_request },
@@ -24743,10 +24815,10 @@ static const struct tg_case tg_cases[] = {
 	{ "ListOffsetsResponse", 0, 10, sizeof(struct kafka_list_offsets_response), tgc_fill_kafka_list_offsets_response, tgc_eq_kafka_list_offsets_response, tgc_dec_kafka_list_offsets_response, tgc_enc_kafka_list_offsets_response },
 	{ "ListPartitionReassignmentsRequest", 0, 0, sizeof(struct kafka_list_partition_reassignments_request), tgc_fill_kafka_list_partition_reassignments_request, tgc_eq_kafka_list_partition_reassignments_request, tgc_dec_kafka_list_partition_reassignments_request, tgc_enc_kafka_list_partition_reassignments_request },
 	{ "ListPartitionReassignmentsResponse", 0, 0, sizeof(struct kafka_list_partition_reassignments_response), tgc_fill_kafka_list_partition_reassignments_response, tgc_eq_kafka_list_partition_reassignments_response, tgc_dec_kafka_list_partition_reassignments_response, tgc_enc_kafka_list_partition_reassignments_response },
-	{ "ListTransactionsRequest", 0, 1, sizeof(struct kafka_list_transactions_request), tgc_fill_kafka_list_transactions_request, tgc_eq_kafka_list_transactions_request, tgc_dec_kafka_list_transactions_request, tgc_enc_kafka_list_transactions_request },
-	{ "ListTransactionsResponse", 0, 1, sizeof(struct kafka_list_transactions_response), tgc_fill_kafka_list_transactions_response, tgc_eq_kafka_list_transactions_response, tgc_dec_kafka_list_transactions_response, tgc_enc_kafka_list_transactions_response },
-	{ "MetadataRequest", 0, 12, sizeof(struct kafka_metadata_request), tgc_fill_kafka_metadata_request, tgc_eq_kafka_metadata_request, tgc_dec_kafka_metadata_request, tgc_enc_kafka_metadata_request },
-	{ "MetadataResponse", 0, 12, sizeof(struct kafka_metadata_response), tgc_fill_kafka_metadata_response, tgc_eq_kafka_metadata_response, tgc_dec_kafka_metadata_response, tgc_enc_kafka_metadata_response },
+	{ "ListTransactionsRequest", 0, 2, sizeof(struct kafka_list_transactions_request), tgc_fill_kafka_list_transactions_request, tgc_eq_kafka_list_transactions_request, tgc_dec_kafka_list_transactions_request, tgc_enc_kafka_list_transactions_request },
+	{ "ListTransactionsResponse", 0, 2, sizeof(struct kafka_list_transactions_response), tgc_fill_kafka_list_transactions_response, tgc_eq_kafka_list_transactions_response, tgc_dec_kafka_list_transactions_response, tgc_enc_kafka_list_transactions_response },
+	{ "MetadataRequest", 0, 13, sizeof(struct kafka_metadata_request), tgc_fill_kafka_metadata_request, tgc_eq_kafka_metadata_request, tgc_dec_kafka_metadata_request, tgc_enc_kafka_metadata_request },
+	{ "MetadataResponse", 0, 13, sizeof(struct kafka_metadata_response), tgc_fill_kafka_metadata_response, tgc_eq_kafka_metadata_response, tgc_dec_kafka_metadata_response, tgc_enc_kafka_metadata_response },
 	{ "OffsetCommitRequest", 0, 9, sizeof(struct kafka_offset_commit_request), tgc_fill_kafka_offset_commit_request, tgc_eq_kafka_offset_commit_request, tgc_dec_kafka_offset_commit_request, tgc_enc_kafka_offset_commit_request },
 	{ "OffsetCommitResponse", 0, 9, sizeof(struct kafka_offset_commit_response), tgc_fill_kafka_offset_commit_response, tgc_eq_kafka_offset_commit_response, tgc_dec_kafka_offset_commit_response, tgc_enc_kafka_offset_commit_response },
 	{ "OffsetDeleteRequest", 0, 0, sizeof(struct kafka_offset_delete_request), tgc_fill_kafka_offset_delete_request, tgc_eq_kafka_offset_delete_request, tgc_dec_kafka_offset_delete_request, tgc_enc_kafka_offset_delete_request },
@@ -24785,8 +24857,8 @@ static const struct tg_case tg_cases[] = {
 	{ "StopReplicaResponse", 0, 4, sizeof(struct kafka_stop_replica_response), tgc_fill_kafka_stop_replica_response, tgc_eq_kafka_stop_replica_response, tgc_dec_kafka_stop_replica_response, tgc_enc_kafka_stop_replica_response },
 	{ "SyncGroupRequest", 0, 5, sizeof(struct kafka_sync_group_request), tgc_fill_kafka_sync_group_request, tgc_eq_kafka_sync_group_request, tgc_dec_kafka_sync_group_request, tgc_enc_kafka_sync_group_request },
 	{ "SyncGroupResponse", 0, 5, sizeof(struct kafka_sync_group_response), tgc_fill_kafka_sync_group_response, tgc_eq_kafka_sync_group_response, tgc_dec_kafka_sync_group_response, tgc_enc_kafka_sync_group_response },
-	{ "TxnOffsetCommitRequest", 0, 4, sizeof(struct kafka_txn_offset_commit_request), tgc_fill_kafka_txn_offset_commit_request, tgc_eq_kafka_txn_offset_commit_request, tgc_dec_kafka_txn_offset_commit_request, tgc_enc_kafka_txn_offset_commit_request },
-	{ "TxnOffsetCommitResponse", 0, 4, sizeof(struct kafka_txn_offset_commit_response), tgc_fill_kafka_txn_offset_commit_response, tgc_eq_kafka_txn_offset_commit_response, tgc_dec_kafka_txn_offset_commit_response, tgc_enc_kafka_txn_offset_commit_response },
+	{ "TxnOffsetCommitRequest", 0, 5, sizeof(struct kafka_txn_offset_commit_request), tgc_fill_kafka_txn_offset_commit_request, tgc_eq_kafka_txn_offset_commit_request, tgc_dec_kafka_txn_offset_commit_request, tgc_enc_kafka_txn_offset_commit_request },
+	{ "TxnOffsetCommitResponse", 0, 5, sizeof(struct kafka_txn_offset_commit_response), tgc_fill_kafka_txn_offset_commit_response, tgc_eq_kafka_txn_offset_commit_response, tgc_dec_kafka_txn_offset_commit_response, tgc_enc_kafka_txn_offset_commit_response },
 	{ "UnregisterBrokerRequest", 0, 0, sizeof(struct kafka_unregister_broker_request), tgc_fill_kafka_unregister_broker_request, tgc_eq_kafka_unregister_broker_request, tgc_dec_kafka_unregister_broker_request, tgc_enc_kafka_unregister_broker_request },
 	{ "UnregisterBrokerResponse", 0, 0, sizeof(struct kafka_unregister_broker_response), tgc_fill_kafka_unregister_broker_response, tgc_eq_kafka_unregister_broker_response, tgc_dec_kafka_unregister_broker_response, tgc_enc_kafka_unregister_broker_response },
 	{ "UpdateFeaturesRequest", 0, 2, sizeof(struct kafka_update_features_request), tgc_fill_kafka_update_features_request, tgc_eq_kafka_update_features_request, tgc_dec_kafka_update_features_request, tgc_enc_kafka_update_features_request },
@@ -24795,8 +24867,8 @@ static const struct tg_case tg_cases[] = {
 	{ "UpdateMetadataResponse", 0, 8, sizeof(struct kafka_update_metadata_response), tgc_fill_kafka_update_metadata_response, tgc_eq_kafka_update_metadata_response, tgc_dec_kafka_update_metadata_response, tgc_enc_kafka_update_metadata_response },
 	{ "UpdateRaftVoterRequest", 0, 0, sizeof(struct kafka_update_raft_voter_request), tgc_fill_kafka_update_raft_voter_request, tgc_eq_kafka_update_raft_voter_request, tgc_dec_kafka_update_raft_voter_request, tgc_enc_kafka_update_raft_voter_request },
 	{ "UpdateRaftVoterResponse", 0, 0, sizeof(struct kafka_update_raft_voter_response), tgc_fill_kafka_update_raft_voter_response, tgc_eq_kafka_update_raft_voter_response, tgc_dec_kafka_update_raft_voter_response, tgc_enc_kafka_update_raft_voter_response },
-	{ "VoteRequest", 0, 1, sizeof(struct kafka_vote_request), tgc_fill_kafka_vote_request, tgc_eq_kafka_vote_request, tgc_dec_kafka_vote_request, tgc_enc_kafka_vote_request },
-	{ "VoteResponse", 0, 1, sizeof(struct kafka_vote_response), tgc_fill_kafka_vote_response, tgc_eq_kafka_vote_response, tgc_dec_kafka_vote_response, tgc_enc_kafka_vote_response },
+	{ "VoteRequest", 0, 2, sizeof(struct kafka_vote_request), tgc_fill_kafka_vote_request, tgc_eq_kafka_vote_request, tgc_dec_kafka_vote_request, tgc_enc_kafka_vote_request },
+	{ "VoteResponse", 0, 2, sizeof(struct kafka_vote_response), tgc_fill_kafka_vote_response, tgc_eq_kafka_vote_response, tgc_dec_kafka_vote_response, tgc_enc_kafka_vote_response },
 	{ "VotersRecord", 0, 0, sizeof(struct kafka_voters_record), tgc_fill_kafka_voters_record, tgc_eq_kafka_voters_record, tgc_dec_kafka_voters_record, tgc_enc_kafka_voters_record },
 	{ "WriteShareGroupStateRequest", 0, 0, sizeof(struct kafka_write_share_group_state_request), tgc_fill_kafka_write_share_group_state_request, tgc_eq_kafka_write_share_group_state_request, tgc_dec_kafka_write_share_group_state_request, tgc_enc_kafka_write_share_group_state_request },
 	{ "WriteShareGroupStateResponse", 0, 0, sizeof(struct kafka_write_share_group_state_response), tgc_fill_kafka_write_share_group_state_response, tgc_eq_kafka_write_share_group_state_response, tgc_dec_kafka_write_share_group_state_response, tgc_enc_kafka_write_share_group_state_response },
