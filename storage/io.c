@@ -289,12 +289,10 @@ static void op_attempt_done(struct io_op *op)
 	pending_push(io, op);
 }
 
-static void handle_cqe(struct tm_io *io, struct io_uring_cqe *cqe)
+static void handle_cqe(struct tm_io *io, uint64_t ud, int res)
 {
-	uint64_t ud = io_uring_cqe_get_data64(cqe);
 	struct io_op *op = (struct io_op *)(uintptr_t)(ud & ~(uint64_t)1);
 	bool is_fsync = ud & 1;
-	int res = cqe->res;
 	if (io->fault && op->kind != IO_OP_NOP)
 		res = io->fault(io->fault_arg, is_fsync ? IO_OP_FSYNC : (int)op->kind, res);
 	if (is_fsync)
@@ -330,16 +328,15 @@ void io_process_completions(struct tm_io *io)
 	uint64_t v;
 	ssize_t r = read(io->efd, &v, sizeof(v));
 	(void)r; /* EAGAIN when nothing was signalled: fine */
-	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&io->ring, head, cqe) {
-			handle_cqe(io, cqe);
-			seen++;
-		}
-		if (seen == 0)
-			break;
-		io_uring_cq_advance(&io->ring, seen);
+	/* One CQE at a time, consumed before its callback runs: a callback may
+	 * wait on the ring itself (log_close, log_truncate_to call io_wait) and
+	 * must find the queue consistent. */
+	struct io_uring_cqe *cqe;
+	while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		int res = cqe->res;
+		io_uring_cqe_seen(&io->ring, cqe);
+		handle_cqe(io, ud, res);
 	}
 	io_flush(io);
 }

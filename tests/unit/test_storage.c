@@ -571,6 +571,51 @@ START_TEST(test_log_flush_policy_moves_the_recovery_point)
 }
 END_TEST
 
+struct nest {
+	struct log *other;
+	bool done;
+	int err;
+};
+
+static void nest_cb(void *arg, int err)
+{
+	struct nest *n = arg;
+	ck_assert_int_eq(err, 0);
+	n->err = log_truncate_to(n->other, 2); /* waits on the ring from a callback */
+	n->done = true;
+}
+
+START_TEST(test_log_truncate_from_another_logs_callback)
+{
+	struct tctx t;
+	t_setup(&t);
+	t_open(&t);
+	struct log *b;
+	char dir[300];
+	snprintf(dir, sizeof(dir), "%s/other-0", t.root);
+	ck_assert_int_eq(log_open(t.io, dir, &t.cfg, t.now, &b), 0);
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(1, 1);
+	sth_build_batch(&w, &s);
+	struct log_append_result res;
+	struct t_app ab[4] = { 0 };
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(log_append(b, w.buf, w.len, 0, -1, t.now, &res, t_app_cb, &ab[i]), 0);
+	struct nest n = { .other = b };
+	ck_assert_int_eq(log_append(t.l, w.buf, w.len, 0, -1, t.now, &res, nest_cb, &n), 0);
+	wbuf_deinit(&w);
+	ck_assert(sth_run_until(t.io, &n.done));
+	ck_assert_int_eq(n.err, 0);
+	sth_drain(t.io);
+	for (int i = 0; i < 4; i++)
+		ck_assert(ab[i].done);
+	ck_assert_int_eq(log_end_offset(b), 2);
+	log_close(b);
+	t_teardown(&t);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("storage");
@@ -593,6 +638,7 @@ int main(void)
 	tcase_add_test(tc, test_log_concurrent_appends_group_commit);
 	tcase_add_test(tc, test_log_replica_append_keeps_leader_offsets);
 	tcase_add_test(tc, test_log_flush_policy_moves_the_recovery_point);
+	tcase_add_test(tc, test_log_truncate_from_another_logs_callback);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
