@@ -22,6 +22,7 @@
 
 #include "broker/api.h"
 #include "broker/partition.h"
+#include "broker/quorum.h"
 #include "common/kerr.h"
 #include "common/tm_assert.h"
 #include "common/tm_log.h"
@@ -244,6 +245,12 @@ void api_fetch(struct tm_req *req)
 	TM_ASSERT(op != NULL);
 	op->req = req;
 	if (REQ_DECODE(req, fetch, &op->in)) {
+		free(op);
+		return;
+	}
+	/* The metadata quorum's own replication comes on the controller listener. */
+	if (config_is_controller_listener(&b->cfg, req->listener_name)) {
+		quorum_handle_fetch(req, &op->in);
 		free(op);
 		return;
 	}

@@ -39,6 +39,7 @@ struct tm_io;
 struct tm_conn;
 struct tm_group_coordinator;
 struct tm_controller;
+struct tm_quorum;
 struct evhttp;
 
 /* One request from arrival to response.  Lives until its response is queued
@@ -82,13 +83,17 @@ struct tm_broker {
 	struct md_image md;         /* the cluster metadata, as committed */
 	struct tm_map topics;       /* name -> struct tm_topic (live partitions) */
 	struct tm_map topic_ids;    /* 16-byte id -> struct tm_topic */
+	int64_t registered_epoch;   /* broker epoch of this process's registration, -1 before */
+	bool registering_remote;
 	int64_t pid_next, pid_end;  /* this node's current producer-id block */
 	struct tm_controller *controller;
+	struct tm_quorum *quorum;
 	struct tm_group_coordinator *groups;
 };
 
 /* ---- server.c ---- */
-int server_start(struct tm_broker *b);
+/* Binds the controller listeners, or the client (broker) listeners. */
+int server_start(struct tm_broker *b, bool controller_listeners);
 void server_stop(struct tm_broker *b);
 /* Queues req's response (req->resp holds the body) in request order and frees
  * req once written; with req->no_response only frees it. */

@@ -2,11 +2,10 @@
  * controller.c — the metadata log and the operations that write it.  See
  * controller.h.
  *
- * A single-voter quorum commits a record once it is durable in the local
- * metadata log: the append is fsynced (flush every message) and its
- * completion applies the records to the image.  With a multi-voter quorum the
- * same transaction goes through raft/ and is applied when the quorum's high
- * watermark passes it; operations and their callbacks do not change.
+ * A transaction is one record batch proposed to the Raft quorum
+ * (broker/quorum.c); its callback runs once the quorum committed it and this
+ * node applied it to the image.  Every node applies committed batches the
+ * same way, so the image is the same everywhere.
  */
 #include "broker/controller.h"
 
@@ -17,17 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/api.h"
 #include "broker/partition.h"
 #include "common/kerr.h"
 #include "common/tm_assert.h"
 #include "common/tm_log.h"
 #include "common/tm_time.h"
 #include "protocol/records.h"
-#include "storage/io.h"
+#include "broker/quorum.h"
 #include "storage/log.h"
 
 #define CTL_FRAME_VERSION 1
-#define CTL_READ_CHUNK_BYTES (4u << 20)
 #define CTL_METADATA_VERSION 25    /* the feature level recorded at bootstrap */
 
 struct ctl_op {
@@ -37,7 +36,7 @@ struct ctl_op {
 };
 
 struct tm_controller {
-	struct log *mlog;
+	bool registering;           /* a registration of this node is under way */
 	bool busy;                  /* an operation is running or committing */
 	struct ctl_op *head, *tail; /* waiting operations */
 	ctl_commit_cb commit_cb;
@@ -109,84 +108,34 @@ static int ctl_apply_value(struct tm_broker *b, const uint8_t *p, size_t len)
 	return rc;
 }
 
-static int ctl_apply_batches(struct tm_broker *b, const uint8_t *buf, size_t len, int64_t *next_offset)
+int controller_apply_batches(struct tm_broker *b, const uint8_t *buf, size_t len, int64_t hw, int64_t *next_offset)
 {
 	struct records_iter it;
 	struct records_record rec;
 	records_iter_init(&it, buf, len);
 	int rc;
 	while ((rc = records_iter_next(&it, &rec)) == 1) {
-		if (rec.value.len < 0)
-			continue;
-		rc = ctl_apply_value(b, rec.value.ptr, (size_t)rec.value.len);
-		if (rc) {
-			tm_error("controller", "metadata record at offset %" PRId64 " does not apply (%s); "
-				 "the metadata log under %s/__cluster_metadata-0 is corrupt",
-				 rec.offset, strerror(-rc), b->cfg.log_dir);
-			return rc;
+		int64_t batch_end = it.hdr.base_offset + it.hdr.last_offset_delta + 1;
+		if (batch_end > hw)
+			break; /* not committed yet */
+		if (!(it.hdr.attributes & 0x20) && rec.value.len >= 0) {
+			/* Control batches (leader changes) carry no metadata. */
+			rc = ctl_apply_value(b, rec.value.ptr, (size_t)rec.value.len);
+			if (rc) {
+				tm_error("controller", "metadata record at offset %" PRId64 " does not apply (%s); "
+					 "the metadata log under %s/__cluster_metadata-0 is corrupt",
+					 rec.offset, strerror(-rc), b->cfg.log_dir);
+				return rc;
+			}
 		}
-		b->md.applied_offset = rec.offset;
-		*next_offset = rec.offset + 1;
+		if (rec.offset + 1 > *next_offset)
+			*next_offset = rec.offset + 1;
+		if (rec.offset == batch_end - 1 && batch_end > *next_offset)
+			*next_offset = batch_end;
 	}
 	if (rc < 0) {
 		tm_error("controller", "cannot parse the metadata log: %s", strerror(-rc));
 		return rc;
-	}
-	/* Batches whose records all were skipped still advance. */
-	if (it.hdr.magic == 2 && it.hdr.base_offset + it.hdr.last_offset_delta + 1 > *next_offset)
-		*next_offset = it.hdr.base_offset + it.hdr.last_offset_delta + 1;
-	return 0;
-}
-
-/* ---- start-up replay: synchronous reads through the ring ------------------------ */
-
-struct sync_read {
-	bool done;
-	int err;
-	uint8_t *data;
-	size_t len;
-};
-
-static void sync_read_cb(void *arg, int err, uint8_t *data, size_t len)
-{
-	struct sync_read *s = arg;
-	s->done = true;
-	s->err = err;
-	s->data = data;
-	s->len = len;
-}
-
-static int ctl_replay(struct tm_broker *b)
-{
-	struct tm_controller *c = b->controller;
-	int64_t off = log_start_offset(c->mlog);
-	int64_t end = log_end_offset(c->mlog);
-	while (off < end) {
-		struct sync_read s = { 0 };
-		int rc = log_read(c->mlog, off, end, CTL_READ_CHUNK_BYTES, sync_read_cb, &s);
-		if (rc)
-			return rc;
-		io_flush(b->io);
-		while (!s.done) {
-			io_wait(b->io, 1000);
-			io_process_completions(b->io);
-		}
-		if (s.err) {
-			free(s.data);
-			return s.err;
-		}
-		if (s.len == 0) {
-			free(s.data);
-			break;
-		}
-		int64_t next = off;
-		rc = ctl_apply_batches(b, s.data, s.len, &next);
-		free(s.data);
-		if (rc)
-			return rc;
-		if (next <= off)
-			return -EBADMSG;
-		off = next;
 	}
 	return 0;
 }
@@ -228,25 +177,13 @@ void controller_done(struct tm_broker *b)
 	ctl_next(b);
 }
 
-static void ctl_commit_done(void *arg, int err)
+static void ctl_commit_done(struct tm_broker *b, void *arg, int err)
 {
-	struct tm_broker *b = arg;
 	struct tm_controller *c = b->controller;
-	struct ctl_txn *t = &c->committing;
-	if (!err) {
-		size_t at = 0;
-		for (int i = 0; i < t->n && !err; i++) {
-			err = ctl_apply_value(b, t->values.buf + at, t->lens[i]);
-			at += t->lens[i];
-		}
-		if (err)
-			tm_error("controller", "a committed metadata record did not apply: %s", strerror(-err));
-		b->md.applied_offset = log_end_offset(c->mlog) - 1;
-		partitions_sync(b);
-	} else {
-		tm_error("controller", "metadata log append failed: %s", strerror(-err));
-	}
-	ctl_txn_deinit(t);
+	(void)arg;
+	if (err)
+		tm_warn("controller", "a metadata change did not commit: %s", strerror(-err));
+	ctl_txn_deinit(&c->committing);
 	ctl_commit_cb cb = c->commit_cb;
 	void *cb_arg = c->commit_arg;
 	c->commit_cb = NULL;
@@ -278,15 +215,13 @@ void controller_commit(struct tm_broker *b, struct ctl_txn *t, ctl_commit_cb cb,
 		at += ct->lens[i];
 	}
 	int rc = records_builder_finish(&rb);
-	struct log_append_result res;
 	if (!rc)
-		rc = log_append(c->mlog, w.buf, w.len, 0, -1, now, &res, ctl_commit_done, b);
+		rc = quorum_propose(b, w.buf, w.len, (uint32_t)ct->n, ctl_commit_done, NULL);
 	wbuf_deinit(&w);
-	if (rc) {
-		ctl_commit_done(b, rc);
-		return;
-	}
-	broker_kick_io(b);
+	if (rc)
+		ctl_commit_done(b, NULL, rc);
+	else
+		broker_kick_io(b);
 }
 
 /* ---- helpers for operations -------------------------------------------------- */
@@ -391,22 +326,47 @@ int controller_add_topic_records(struct tm_broker *b, struct ctl_txn *t, const c
 
 /* ---- start / stop ------------------------------------------------------------- */
 
-static void ctl_bootstrap_done(struct tm_broker *b, void *arg, int err)
+/* A broker registration to commit: this node's, or one received in a
+ * BrokerRegistration request from another node. */
+struct ctl_reg {
+	int32_t id;
+	char rack[64];
+	int n_eps;
+	struct kafka_register_broker_record_broker_endpoint eps[TM_MAX_LISTENERS];
+	char names[TM_MAX_LISTENERS][64];
+	char hosts[TM_MAX_LISTENERS][256];
+	struct tm_req *req;         /* the BrokerRegistration to answer, or NULL for self */
+	int64_t epoch;
+};
+
+static void ctl_reg_done(struct tm_broker *b, void *arg, int err)
 {
-	(void)arg;
-	if (err)
-		tm_error("controller", "could not register node %d in the metadata log: %s", b->cfg.node_id, strerror(-err));
-	else
-		tm_info("controller", "node %d registered at broker epoch %" PRId64, b->cfg.node_id,
-			md_broker(&b->md, b->cfg.node_id) ? md_broker(&b->md, b->cfg.node_id)->epoch : -1);
+	struct ctl_reg *g = arg;
+	if (!g->req) {
+		b->controller->registering = false;
+		if (err) {
+			tm_error("controller", "could not register node %d: %s", b->cfg.node_id, strerror(-err));
+		} else {
+			b->registered_epoch = g->epoch;
+			tm_info("controller", "node %d registered at broker epoch %" PRId64, g->id, g->epoch);
+		}
+	} else {
+		struct kafka_broker_registration_response out;
+		kafka_broker_registration_response_init(&out);
+		out.error_code = err ? TM_ERR_NOT_CONTROLLER : TM_ERR_NONE;
+		out.broker_epoch = err ? -1 : g->epoch;
+		if (!err)
+			tm_info("controller", "node %d registered at broker epoch %" PRId64, g->id, g->epoch);
+		REQ_RESPOND(g->req, broker_registration, &out);
+	}
+	free(g);
 }
 
-/* Every start registers this node with its current endpoints; the first
- * start also records the metadata.version feature level. */
-static void ctl_bootstrap(struct tm_broker *b, void *arg)
+/* Commits a RegisterBrokerRecord; the first registration in the cluster's
+ * life also records the metadata.version feature level. */
+static void ctl_reg_run(struct tm_broker *b, void *arg)
 {
-	(void)arg;
-	struct tm_controller *c = b->controller;
+	struct ctl_reg *g = arg;
 	struct ctl_txn t;
 	ctl_txn_init(&t);
 	int rc = 0;
@@ -419,38 +379,87 @@ static void ctl_bootstrap(struct tm_broker *b, void *arg)
 	}
 	struct kafka_register_broker_record r;
 	kafka_register_broker_record_init(&r);
-	r.broker_id = b->cfg.node_id;
-	r.broker_epoch = log_end_offset(c->mlog);
+	r.broker_id = g->id;
+	g->epoch = b->md.applied_offset + 1;
+	r.broker_epoch = g->epoch;
 	RAND_bytes(r.incarnation_id.b, 16);
-	struct kafka_register_broker_record_broker_endpoint eps[TM_MAX_LISTENERS];
-	int n = 0;
-	for (int i = 0; i < b->cfg.listener_count; i++) {
-		const struct tm_listener *l = &b->cfg.listeners[i];
-		if (config_is_controller_listener(&b->cfg, l->name))
-			continue;
-		const struct tm_listener *adv = config_advertised_for(&b->cfg, l->name);
-		memset(&eps[n], 0, sizeof(eps[n]));
-		eps[n].name = kstr_c(l->name);
-		eps[n].host = kstr_c(adv->host[0] && strcmp(adv->host, "0.0.0.0") ? adv->host : "localhost");
-		eps[n].port = (uint16_t)adv->port;
-		eps[n].security_protocol = l->security == TM_SEC_SSL ? 1 : 0;
-		n++;
-	}
-	r.end_points = eps;
-	r.end_points_count = n;
+	r.end_points = g->eps;
+	r.end_points_count = g->n_eps;
 	r.features_count = 0;
-	r.rack = b->cfg.rack[0] ? kstr_c(b->cfg.rack) : kstr_null();
+	r.rack = g->rack[0] ? kstr_c(g->rack) : kstr_null();
 	r.fenced = false;
 	r.log_dirs_count = 0;
 	if (!rc)
 		rc = ctl_txn_add(&t, KAFKA_METADATA_REGISTER_BROKER, 1, &r);
 	if (rc) {
 		ctl_txn_deinit(&t);
-		tm_error("controller", "cannot encode the broker registration: %s", strerror(-rc));
+		ctl_reg_done(b, g, rc);
 		controller_done(b);
 		return;
 	}
-	controller_commit(b, &t, ctl_bootstrap_done, NULL);
+	controller_commit(b, &t, ctl_reg_done, g);
+}
+
+static void ctl_reg_add_endpoint(struct ctl_reg *g, struct kstr name, struct kstr host, int port, int16_t security)
+{
+	if (g->n_eps >= TM_MAX_LISTENERS || name.len <= 0 || name.len >= 64 || host.len < 0 || host.len >= 256)
+		return;
+	int i = g->n_eps++;
+	memcpy(g->names[i], name.ptr, (size_t)name.len);
+	g->names[i][name.len] = 0;
+	memcpy(g->hosts[i], host.ptr, (size_t)host.len);
+	g->hosts[i][host.len] = 0;
+	memset(&g->eps[i], 0, sizeof(g->eps[i]));
+	g->eps[i].name = kstr_c(g->names[i]);
+	g->eps[i].host = kstr_c(g->hosts[i]);
+	g->eps[i].port = (uint16_t)port;
+	g->eps[i].security_protocol = security;
+}
+
+int controller_local_endpoints(struct tm_broker *b, struct kstr *names, struct kstr *hosts, int *ports,
+			       int16_t *security, int max)
+{
+	int n = 0;
+	for (int i = 0; i < b->cfg.listener_count && n < max; i++) {
+		const struct tm_listener *l = &b->cfg.listeners[i];
+		if (config_is_controller_listener(&b->cfg, l->name))
+			continue;
+		const struct tm_listener *adv = config_advertised_for(&b->cfg, l->name);
+		names[n] = kstr_c(l->name);
+		hosts[n] = kstr_c(adv->host[0] && strcmp(adv->host, "0.0.0.0") ? adv->host : "localhost");
+		ports[n] = adv->port;
+		security[n] = l->security == TM_SEC_SSL ? 1 : 0;
+		n++;
+	}
+	return n;
+}
+
+void api_broker_registration(struct tm_req *req)
+{
+	struct tm_broker *b = req->b;
+	struct kafka_broker_registration_request in;
+	if (REQ_DECODE(req, broker_registration, &in))
+		return;
+	if (!quorum_is_leader(b) || !kstr_eq(in.cluster_id, b->cluster_id)) {
+		struct kafka_broker_registration_response out;
+		kafka_broker_registration_response_init(&out);
+		out.error_code = quorum_is_leader(b) ? TM_ERR_INCONSISTENT_CLUSTER_ID : TM_ERR_NOT_CONTROLLER;
+		if (out.error_code == TM_ERR_INCONSISTENT_CLUSTER_ID)
+			tm_warn("controller", "node %d asked to register with cluster id %.*s, but this cluster is %s",
+				in.broker_id, in.cluster_id.len > 0 ? in.cluster_id.len : 0, in.cluster_id.ptr, b->cluster_id);
+		REQ_RESPOND(req, broker_registration, &out);
+		return;
+	}
+	struct ctl_reg *g = calloc(1, sizeof(*g));
+	TM_ASSERT(g != NULL);
+	g->id = in.broker_id;
+	g->req = req;
+	if (in.rack.len > 0 && in.rack.len < (int32_t)sizeof(g->rack))
+		memcpy(g->rack, in.rack.ptr, (size_t)in.rack.len);
+	for (int32_t i = 0; i < in.listeners_count; i++)
+		ctl_reg_add_endpoint(g, in.listeners[i].name, in.listeners[i].host, in.listeners[i].port,
+				     in.listeners[i].security_protocol);
+	controller_run(b, ctl_reg_run, g);
 }
 
 int controller_start(struct tm_broker *b)
@@ -459,40 +468,36 @@ int controller_start(struct tm_broker *b)
 	if (!c)
 		return -ENOMEM;
 	b->controller = c;
-	char dir[1200];
-	snprintf(dir, sizeof(dir), "%s/__cluster_metadata-0", b->cfg.log_dir);
-	struct log_config lc;
-	log_config_defaults(&lc);
-	lc.flush_interval_messages = 1;
-	lc.retention_ms = -1;
-	lc.retention_bytes = -1;
-	int rc = log_open(b->io, dir, &lc, tm_wall_ms(), &c->mlog);
-	if (rc) {
-		tm_error("controller", "cannot open the metadata log %s: %s", dir, strerror(-rc));
-		goto err;
-	}
-	rc = ctl_replay(b);
-	if (rc) {
-		tm_error("controller", "cannot replay the metadata log %s: %s; refusing to start rather than "
-			 "serve a wrong picture of the cluster", dir, strerror(-rc));
-		goto err;
-	}
-	tm_info("controller", "metadata log replayed: %d topics, %d brokers, next offset %" PRId64,
-		(int)b->md.topics.count, b->md.n_brokers, log_end_offset(c->mlog));
-	rc = partitions_sync(b);
-	if (rc)
-		goto err;
-	controller_run(b, ctl_bootstrap, NULL);
-	/* Registration must be durable before clients are served: pump the ring. */
-	while (c->busy || c->head) {
-		io_flush(b->io);
-		io_wait(b->io, 1000);
-		io_process_completions(b->io);
-	}
-	return md_broker(&b->md, b->cfg.node_id) ? 0 : -EIO;
-err:
-	controller_stop(b);
-	return rc;
+	return 0;
+}
+
+void controller_register_self(struct tm_broker *b)
+{
+	struct tm_controller *c = b->controller;
+	if (c->registering)
+		return;
+	c->registering = true;
+	struct ctl_reg *g = calloc(1, sizeof(*g));
+	TM_ASSERT(g != NULL);
+	g->id = b->cfg.node_id;
+	snprintf(g->rack, sizeof(g->rack), "%s", b->cfg.rack);
+	struct kstr names[TM_MAX_LISTENERS], hosts[TM_MAX_LISTENERS];
+	int ports[TM_MAX_LISTENERS];
+	int16_t sec[TM_MAX_LISTENERS];
+	int n = controller_local_endpoints(b, names, hosts, ports, sec, TM_MAX_LISTENERS);
+	for (int i = 0; i < n; i++)
+		ctl_reg_add_endpoint(g, names[i], hosts[i], ports[i], sec[i]);
+	controller_run(b, ctl_reg_run, g);
+}
+
+void controller_role_changed(struct tm_broker *b, bool leader)
+{
+	struct tm_controller *c = b->controller;
+	if (!c)
+		return;
+	if (leader)
+		tm_info("controller", "node %d is the active controller", b->cfg.node_id);
+	c->registering = false; /* registration may need to be redone via the new leader */
 }
 
 void controller_stop(struct tm_broker *b)
@@ -505,8 +510,6 @@ void controller_stop(struct tm_broker *b)
 		c->head = op->next;
 		free(op);
 	}
-	if (c->mlog)
-		log_close(c->mlog);
 	ctl_txn_deinit(&c->committing);
 	free(c);
 	b->controller = NULL;

@@ -12,13 +12,16 @@
  * controller_commit() (whose callback runs once the records are committed
  * and applied) or calls controller_done() when it has nothing to commit.
  *
- * The metadata log is `__cluster_metadata-0` under log.dirs: record batches
- * whose record values are Kafka's metadata record frame
+ * The metadata log (broker/quorum.c) is `__cluster_metadata-0` under
+ * log.dirs: record batches whose record values are Kafka's metadata record
+ * frame
  *   | frame version uvarint (1) | record type uvarint | record version uvarint | record |
  */
 #ifndef TM_BROKER_CONTROLLER_H
 #define TM_BROKER_CONTROLLER_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "broker/broker.h"
@@ -41,6 +44,20 @@ typedef void (*ctl_fn)(struct tm_broker *b, void *arg);
 typedef void (*ctl_commit_cb)(struct tm_broker *b, void *arg, int err);
 
 int controller_start(struct tm_broker *b);
+/* Applies the committed batches in buf (whole batches, from the metadata
+ * log) below hw to the image; *next_offset is the offset after the last
+ * applied one.  Control batches are skipped.  0 or -errno (corrupt log). */
+int controller_apply_batches(struct tm_broker *b, const uint8_t *buf, size_t len, int64_t hw, int64_t *next_offset);
+/* The quorum's leadership moved (leader: this node is the active controller). */
+void controller_role_changed(struct tm_broker *b, bool leader);
+/* Registers this node (its endpoints and rack) through the controller;
+ * the active controller only. */
+void controller_register_self(struct tm_broker *b);
+/* This node's client endpoints as advertised (name, host, port, security). */
+int controller_local_endpoints(struct tm_broker *b, struct kstr *names, struct kstr *hosts, int *ports,
+			       int16_t *security, int max);
+/* BrokerRegistration from another node (controller listener). */
+void api_broker_registration(struct tm_req *req);
 void controller_stop(struct tm_broker *b);
 void controller_run(struct tm_broker *b, ctl_fn fn, void *arg);
 /* Takes ownership of t's contents.  cb runs after commit+apply (err 0), or

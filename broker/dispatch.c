@@ -9,6 +9,8 @@
  * so the client can retry with a version both sides know.
  */
 #include "broker/api.h"
+#include "broker/controller.h"
+#include "broker/quorum.h"
 
 #include <errno.h>
 #include <string.h>
@@ -18,7 +20,7 @@
 
 static const struct tm_api_handler handlers[] = {
 	{ KAFKA_API_PRODUCE, 3, 11, api_produce, false },
-	{ KAFKA_API_FETCH, 4, 17, api_fetch, false },
+	{ KAFKA_API_FETCH, 4, 17, api_fetch, true },
 	{ KAFKA_API_LIST_OFFSETS, 1, 9, api_list_offsets, false },
 	{ KAFKA_API_METADATA, 0, 12, api_metadata, false },
 	{ KAFKA_API_API_VERSIONS, 0, 4, api_api_versions, true },
@@ -32,6 +34,12 @@ static const struct tm_api_handler handlers[] = {
 	{ KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions, false },
 	{ KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs, false },
 	{ KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster, true },
+	{ KAFKA_API_VOTE, 0, 2, api_vote, true },
+	{ KAFKA_API_BEGIN_QUORUM_EPOCH, 0, 1, api_begin_quorum_epoch, true },
+	{ KAFKA_API_END_QUORUM_EPOCH, 0, 1, api_end_quorum_epoch, true },
+	{ KAFKA_API_DESCRIBE_QUORUM, 0, 2, api_describe_quorum, true },
+	{ KAFKA_API_FETCH_SNAPSHOT, 0, 1, api_fetch_snapshot, true },
+	{ KAFKA_API_BROKER_REGISTRATION, 0, 3, api_broker_registration, true },
 	/* group coordinator (api_groups.c) */
 	{ KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator, false },
 	{ KAFKA_API_JOIN_GROUP, 0, 9, api_join_group, false },

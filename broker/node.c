@@ -31,6 +31,8 @@
 #include "broker/controller.h"
 #include "broker/groups.h"
 #include "broker/partition.h"
+#include "broker/peer.h"
+#include "broker/quorum.h"
 #include "common/tm_log.h"
 #include "common/tm_time.h"
 #include "storage/io.h"
@@ -238,6 +240,89 @@ static void io_cb(evutil_socket_t fd, short what, void *arg)
 	broker_kick_io(b);
 }
 
+static void node_register_done(void *arg, int err, struct tm_rd *body)
+{
+	struct tm_broker *b = arg;
+	b->registering_remote = false;
+	if (err)
+		return; /* retried from the next tick */
+	struct tm_arena a;
+	arena_init(&a, 0);
+	struct kafka_broker_registration_response r;
+	if (!kafka_broker_registration_response_decode(body, 2, &r, &a)) {
+		if (r.error_code)
+			tm_warn("node", "registration refused by the controller: error %d; retrying", r.error_code);
+		else {
+			b->registered_epoch = r.broker_epoch;
+			tm_info("node", "node %d registered with controller %d at broker epoch %" PRId64, b->cfg.node_id,
+				quorum_leader_id(b), r.broker_epoch);
+		}
+	}
+	arena_deinit(&a);
+}
+
+/* Sends this node's BrokerRegistration to the active controller. */
+static void node_register_remote(struct tm_broker *b)
+{
+	struct tm_peer *leader = quorum_leader_peer(b);
+	if (!leader || b->registering_remote)
+		return;
+	struct kafka_broker_registration_request r;
+	kafka_broker_registration_request_init(&r);
+	struct kafka_broker_registration_request_listener ls[TM_MAX_LISTENERS];
+	struct kstr names[TM_MAX_LISTENERS], hosts[TM_MAX_LISTENERS];
+	int ports[TM_MAX_LISTENERS];
+	int16_t sec[TM_MAX_LISTENERS];
+	int n = controller_local_endpoints(b, names, hosts, ports, sec, TM_MAX_LISTENERS);
+	for (int i = 0; i < n; i++) {
+		ls[i].name = names[i];
+		ls[i].host = hosts[i];
+		ls[i].port = (uint16_t)ports[i];
+		ls[i].security_protocol = sec[i];
+	}
+	r.broker_id = b->cfg.node_id;
+	r.cluster_id = kstr_c(b->cluster_id);
+	RAND_bytes(r.incarnation_id.b, 16);
+	r.listeners = ls;
+	r.listeners_count = n;
+	r.features_count = 0;
+	r.rack = b->cfg.rack[0] ? kstr_c(b->cfg.rack) : kstr_null();
+	r.log_dirs_count = 0;
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	kafka_broker_registration_request_encode(&w, 2, &r);
+	if (!peer_send(leader, KAFKA_API_BROKER_REGISTRATION, 2, &w, 5000, node_register_done, b))
+		b->registering_remote = true;
+	wbuf_deinit(&w);
+}
+
+/* Start-up continues from the loop: once the metadata is caught up this
+ * node registers, and once registered it opens its client listeners. */
+static void node_maintain(struct tm_broker *b)
+{
+	if (b->stopping || !quorum_caught_up(b))
+		return;
+	const struct md_broker *me = md_broker(&b->md, b->cfg.node_id);
+	bool registered = me && !me->fenced && b->registered_epoch >= 0;
+	if (!registered) {
+		if (quorum_is_leader(b))
+			controller_register_self(b);
+		else
+			node_register_remote(b);
+		return;
+	}
+	if (!b->serving) {
+		if (server_start(b, false)) {
+			tm_error("node", "cannot open the client listeners; stopping");
+			b->stopping = true;
+			event_base_loopexit(b->base, NULL);
+			return;
+		}
+		b->serving = true;
+		tm_info("node", "serving clients %" PRId64 " ms after start", tm_mono_ms() - b->started_ms);
+	}
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tm_broker *b = arg;
@@ -248,7 +333,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		b->last_retention_ms = now;
 		partitions_tick(b, now);
 	}
-	groups_tick(b, tm_mono_ms());
+	int64_t mono = tm_mono_ms();
+	quorum_tick(b, mono);
+	node_maintain(b);
+	groups_tick(b, mono);
 	broker_kick_io(b);
 }
 
@@ -259,6 +347,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (b->stopping)
 		return;
 	tm_info("node", "received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	quorum_shutdown(b);
 	b->stopping = true;
 	server_stop(b);
 	event_base_loopexit(b->base, NULL);
@@ -315,19 +404,22 @@ int node_run(const struct tm_config *cfg)
 	b->io_ev = event_new(b->base, io_event_fd(b->io), EV_READ | EV_PERSIST, io_cb, b);
 	event_add(b->io_ev, NULL);
 
+	b->registered_epoch = -1;
 	rc = controller_start(b);
 	if (rc)
 		goto err_io;
-	rc = groups_start(b);
+	rc = quorum_start(b);
 	if (rc)
 		goto err_controller;
-	rc = server_start(b);
+	rc = groups_start(b);
+	if (rc)
+		goto err_quorum;
+	rc = server_start(b, true);
 	if (rc)
 		goto err_groups;
 	rc = metrics_http_start(b);
 	if (rc)
 		goto err_server;
-	b->serving = true;
 
 	b->tick_ev = event_new(b->base, -1, EV_PERSIST, tick_cb, b);
 	struct timeval tv = { 0, NODE_TICK_MS * 1000 };
@@ -337,6 +429,7 @@ int node_run(const struct tm_config *cfg)
 	event_add(b->sigint_ev, NULL);
 	event_add(b->sigterm_ev, NULL);
 
+	node_maintain(b);
 	tm_info("node", "Tidemark %s node %d started (cluster %s, data in %s) in %" PRId64 " ms", TM_VERSION,
 		cfg->node_id, b->cluster_id, cfg->log_dir, tm_mono_ms() - b->started_ms);
 	event_base_dispatch(b->base);
@@ -350,6 +443,8 @@ err_server:
 	server_stop(b);
 err_groups:
 	groups_stop(b);
+err_quorum:
+	quorum_stop(b);
 err_controller:
 	controller_stop(b);
 	partitions_close_all(b);

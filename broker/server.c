@@ -342,14 +342,17 @@ static int listen_on(struct tm_broker *b, const struct tm_listener *l, int idx)
 	return 0;
 }
 
-int server_start(struct tm_broker *b)
+int server_start(struct tm_broker *b, bool controller_listeners)
 {
 	for (int i = 0; i < b->cfg.listener_count; i++) {
-		int rc = listen_on(b, &b->cfg.listeners[i], i);
+		const struct tm_listener *l = &b->cfg.listeners[i];
+		if (config_is_controller_listener(&b->cfg, l->name) != controller_listeners || b->listeners[i])
+			continue;
+		int rc = listen_on(b, l, i);
 		if (rc)
 			return rc;
-		b->listener_count = i + 1;
 	}
+	b->listener_count = b->cfg.listener_count;
 	return 0;
 }
 
