@@ -793,7 +793,7 @@ def machine_info():
         name = os.path.basename(dev)
         rot = open("/sys/block/%s/queue/rotational" % name).read().strip() if os.path.exists(
             "/sys/block/%s/queue/rotational" % name) else "?"
-        kind = {"0": "non-rotational", "1": "rotational"}.get(rot, "unknown kind")
+        kind = "queue/rotational=%s" % rot
         info["disk"] = "%s (%s, %s, %.0f GiB)" % (dev, fstype, kind, size_k / 1024.0 / 1024.0)
     except (OSError, IndexError, ValueError):
         info["disk"] = "?"
@@ -978,6 +978,7 @@ def main():
 
 
 def _on_signal(sig, frame):
+    log("stopped by %s: stopping the brokers" % signal.Signals(sig).name)
     raise KeyboardInterrupt
 
 
@@ -986,6 +987,7 @@ if __name__ == "__main__":
     try:
         rc = main()
     except KeyboardInterrupt:
+        log("interrupted")
         rc = 130
     finally:
         stop_all()
