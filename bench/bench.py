@@ -429,7 +429,7 @@ def run_tm_load(cluster, mode, args, timeout, tls=None):
         return obj
     why = (obj or {}).get("error") or tail(err, 3, False) or "exit status %s" % rc
     if obj and mode in ("produce", "e2e") and obj.get("errors"):
-        why = "%d of %d records failed: %s" % (obj["errors"], obj.get("sent", 0), why)
+        why = "%d records not acknowledged: %s" % (obj["errors"], why)
     if note:
         why = note + "; " + why
     return "tm-load %s: %s" % (mode, why)
@@ -958,7 +958,7 @@ def main():
     result["chart"] = os.path.relpath(chart, ROOT) if chart else None
     report.write_json(result, path)
     log("results: %s%s" % (os.path.relpath(path, ROOT), (", chart: " + result["chart"]) if chart else
-                           " (no chart: matplotlib is not installed)"))
+                           " (no chart: %s)" % report.chart_unavailable(result)))
     if not QUICK and not ONLY:
         report.update_doc(result, os.path.join(ROOT, "docs", "benchmarks.md"), chart)
         log("docs/benchmarks.md updated")

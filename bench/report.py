@@ -344,6 +344,15 @@ def write_json(result, path):
     os.replace(tmp, path)
 
 
+def chart_unavailable(result):
+    """Why write_chart drew nothing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "matplotlib is not installed"
+    return "no throughput or latency figure was measured"
+
+
 def write_chart(result, path):
     """Throughput (MB/s) and latency percentiles side by side; returns the
     path, or None when matplotlib is missing or there is nothing to draw."""
