@@ -455,8 +455,9 @@ DOC_FOOTER = """## Reading the table
 - **5**: three nodes, replication factor 3, `min.insync.replicas=2`, acks=all.
 - **6**: resident memory (VmRSS) idle and the peak under workload 1; time from the broker
   process's start to the first acknowledged produce (Kafka's `kafka-storage format` step is
-  not counted); CPU seconds (user + system) of the broker process per GiB produced in
-  workload 1.
+  not counted; the probe polls the port every millisecond until it accepts a connection,
+  then produces one record with librdkafka and waits for its acknowledgement); CPU seconds
+  (user + system) of the broker process per GiB produced in workload 1.
 - **7**: workloads 1 and 4 over TLS.
 - *n/a* for Tidemark means the feature has not landed yet (the harness probes for it and
   runs the workload as soon as it works); *failed* means the run broke, with the reason

@@ -56,6 +56,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <librdkafka/rdkafka.h>
 
 #define LOAD_RECORD_BYTES_MAX (16 * 1024 * 1024)
@@ -1032,6 +1036,34 @@ static int run_create(const struct opts *o)
 	return ok ? 0 : 1;
 }
 
+/* Waits until the first bootstrap address (IPv4 "A.B.C.D:PORT") accepts a
+ * TCP connection, trying every millisecond.  librdkafka backs off for about
+ * a second after a refused first connection, which would otherwise be
+ * counted against a broker that starts in less.  Returns 0 or -errno. */
+static int wait_listening(const char *brokers, uint64_t deadline)
+{
+	char host[64];
+	const char *colon = strchr(brokers, ':');
+	if (!colon || (size_t)(colon - brokers) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, brokers, (size_t)(colon - brokers));
+	host[colon - brokers] = '\0';
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1)) };
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		return -EINVAL;
+	while (!g_stop && mono_ns() < deadline) {
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (fd < 0)
+			return -errno;
+		int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+		close(fd);
+		if (rc == 0)
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
 /* Produces one record, retrying quickly, until a broker acknowledges it:
  * start the probe right after the broker process, and the acknowledgement
  * time minus the process start time is the broker's start-to-first-produce. */
@@ -1056,12 +1088,15 @@ static int run_probe(const struct opts *o)
 		rd_kafka_conf_destroy(conf);
 		return 2;
 	}
+	uint64_t deadline = start + (uint64_t)(timeout_s * 1e9);
+	int lrc = wait_listening(o->brokers, deadline);
+	if (lrc == -EINVAL)
+		fprintf(stderr, "tm-load: probe: %s is not IPv4:PORT; not waiting for it to listen\n", o->brokers);
 	rd_kafka_t *rk = client_new(o, RD_KAFKA_PRODUCER, conf);
 	if (!rk)
 		return 2;
 	int attempts = 0;
 	uint64_t ack_real = 0, ack_mono = 0;
-	uint64_t deadline = start + (uint64_t)(timeout_s * 1e9);
 	while (!g_stop && !ack_real && mono_ns() < deadline) {
 		const char v[] = "probe";
 		attempts++;
