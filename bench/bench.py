@@ -428,7 +428,7 @@ def run_tm_load(cluster, mode, args, timeout, tls=None):
     if rc == 0 and obj:
         return obj
     why = (obj or {}).get("error") or tail(err, 3, False) or "exit status %s" % rc
-    if obj and mode in ("produce", "e2e") and obj.get("errors"):
+    if obj and mode in ("produce", "e2e") and obj.get("errors") and "acknowledged" not in why:
         why = "%d records not acknowledged: %s" % (obj["errors"], why)
     if note:
         why = note + "; " + why
