@@ -68,7 +68,25 @@ struct tm_group_coordinator {
 	const char *spec_keys[3];
 	const char *spec_values[3];
 	int64_t last_expire_ms;      /* wall clock */
+	int io_inflight;             /* appends and load reads not yet called back */
+	bool stopped;                /* groups_stop ran: free at the last callback */
 };
+
+static void gc_free(struct tm_group_coordinator *gc)
+{
+	tm_map_deinit(&gc->groups);
+	free(gc->parts);
+	free(gc);
+}
+
+/* Called at the end of every I/O callback: after groups_stop, the last one
+ * frees the coordinator. */
+static void gc_io_done(struct tm_group_coordinator *gc)
+{
+	gc->io_inflight--;
+	if (gc->stopped && gc->io_inflight == 0)
+		gc_free(gc);
+}
 
 static void answer_join(void *env, void *waiter, const struct gsm_group *g, const struct gsm_join_result *r);
 static void answer_sync(void *env, void *waiter, const struct gsm_sync_result *r);
@@ -450,6 +468,15 @@ static void write_done(void *arg, int kerr, const struct log_append_result *res)
 {
 	struct gc_write *wr = arg;
 	struct tm_group_coordinator *gc = wr->gc;
+	if (gc->stopped) {
+		for (int i = 0; wr->dst && i < wr->n_commits; i++)
+			wr->dst[i].error = TM_ERR_COORDINATOR_NOT_AVAILABLE;
+		if (wr->cb)
+			wr->cb(gc->b, wr->arg, TM_ERR_COORDINATOR_NOT_AVAILABLE);
+		write_free(wr);
+		gc_io_done(gc);
+		return;
+	}
 	struct gc_part *pt = wr->part < gc->n_parts ? &gc->parts[wr->part] : NULL;
 	bool current = pt && pt->load_gen == wr->load_gen && pt->state == GCP_LOADED;
 	if (pt && pt->load_gen == wr->load_gen)
@@ -501,9 +528,12 @@ static void write_done(void *arg, int kerr, const struct log_append_result *res)
 	}
 	if (wr->snapshot && pt)
 		pt->snapshotting = false;
+	if (err != TM_ERR_NONE && wr->delete_group && g && g->sm.state == GSM_DEAD)
+		g->sm.state = GSM_EMPTY; /* not deleted after all */
 	if (wr->cb)
 		wr->cb(gc->b, wr->arg, err);
 	write_free(wr);
+	gc_io_done(gc);
 }
 
 /* Appends bt's batches to partition `part`; takes ownership of wr. */
@@ -512,6 +542,7 @@ static void write_submit(struct tm_group_coordinator *gc, struct gc_write *wr, s
 	struct gc_part *pt = &gc->parts[wr->part];
 	wr->load_gen = pt->load_gen;
 	struct tm_partition *p = offsets_partition(gc->b, wr->part);
+	gc->io_inflight++;
 	if (batcher_finish(bt) || !p) {
 		struct log_append_result none = { .base_offset = -1 };
 		pt->inflight++;
@@ -884,6 +915,13 @@ static void load_cb(void *arg, int err, uint8_t *data, size_t len)
 	struct gc_load *ld = arg;
 	struct tm_group_coordinator *gc = ld->gc;
 	int32_t part = ld->part;
+	if (gc->stopped) {
+		free(ld);
+		free(data);
+		gc_io_done(gc);
+		return;
+	}
+	gc->io_inflight--;
 	bool stale = part >= gc->n_parts || gc->parts[part].load_gen != ld->load_gen ||
 		     gc->parts[part].state != GCP_LOADING;
 	free(ld);
@@ -957,8 +995,10 @@ static void load_step(struct tm_group_coordinator *gc, int32_t part)
 	ld->gc = gc;
 	ld->part = part;
 	ld->load_gen = pt->load_gen;
+	gc->io_inflight++;
 	int rc = log_read(p->log, pt->next_offset, end, GC_LOAD_READ_BYTES, load_cb, ld);
 	if (rc) {
+		gc->io_inflight--;
 		free(ld);
 		tm_error("groups", "cannot read %s-%d: %s; groups of this partition are unavailable", GROUPS_TOPIC, part,
 			 strerror(-rc));
@@ -1155,10 +1195,11 @@ void groups_stop(struct tm_broker *b)
 		}
 		i++;
 	}
-	tm_map_deinit(&gc->groups);
-	free(gc->parts);
-	free(gc);
 	b->groups = NULL;
+	if (gc->io_inflight > 0)
+		gc->stopped = true; /* the last callback frees it */
+	else
+		gc_free(gc);
 }
 
 void groups_tick(struct tm_broker *b, int64_t now_ms)
