@@ -11,6 +11,7 @@
 
 #include "broker/api.h"
 #include "broker/partition.h"
+#include "broker/quorum.h"
 #include "common/kerr.h"
 #include "common/tm_assert.h"
 
@@ -103,7 +104,10 @@ static void metadata_respond(struct tm_req *req, const struct kafka_metadata_req
 		o->rack = br->rack[0] ? kstr_c(br->rack) : kstr_null();
 	}
 	out.cluster_id = kstr_c(b->cluster_id);
-	out.controller_id = b->cfg.node_id;
+	/* The active controller when it is a registered broker (every Tidemark
+	 * node is), so admin clients send it their changes directly. */
+	out.controller_id = quorum_leader_id(b) >= 0 && md_broker(&b->md, quorum_leader_id(b)) ? quorum_leader_id(b)
+												 : b->cfg.node_id;
 
 	bool all = in->topics_count < 0 || (req->hdr.api_version == 0 && in->topics_count == 0);
 	if (all) {
@@ -203,7 +207,7 @@ void api_describe_cluster(struct tm_req *req)
 	struct kafka_describe_cluster_response out;
 	kafka_describe_cluster_response_init(&out);
 	out.cluster_id = kstr_c(b->cluster_id);
-	out.controller_id = b->cfg.node_id;
+	out.controller_id = quorum_leader_id(b) >= 0 ? quorum_leader_id(b) : b->cfg.node_id;
 	out.endpoint_type = in.endpoint_type;
 	if (in.endpoint_type == 2) {
 		/* Controllers: the voters, at their controller listener addresses. */

@@ -12,6 +12,8 @@
 #include "broker/api.h"
 #include "broker/controller.h"
 #include "broker/partition.h"
+#include "broker/peer.h"
+#include "broker/quorum.h"
 #include "common/kerr.h"
 #include "common/tm_assert.h"
 #include "common/tm_log.h"
@@ -19,6 +21,7 @@
 #define TOPICS_CREATE_PARTITIONS_MAX 10000
 
 struct create_op {
+	struct tm_broker *b;
 	struct topic_spec *specs;
 	int n;
 	bool validate_only;
@@ -164,16 +167,102 @@ static void create_run(struct tm_broker *b, void *arg)
 	controller_commit(b, &t, create_committed, op);
 }
 
+#define TOPICS_REMOTE_VERSION 7
+
+static void create_remote_done(void *arg, int err, struct tm_rd *body)
+{
+	struct create_op *op = arg;
+	struct tm_broker *b = op->b;
+	struct tm_arena a;
+	arena_init(&a, 0);
+	struct kafka_create_topics_response r;
+	if (!err && kafka_create_topics_response_decode(body, TOPICS_REMOTE_VERSION, &r, &a))
+		err = -EBADMSG;
+	for (int i = 0; i < op->n; i++) {
+		struct topic_spec *s = &op->specs[i];
+		if (s->error_code)
+			continue;
+		if (err) {
+			spec_error(s, TM_ERR_NOT_CONTROLLER, "The active controller could not be reached (topic %s)", s->name);
+			continue;
+		}
+		for (int32_t j = 0; j < r.topics_count; j++) {
+			if (!kstr_eq(r.topics[j].name, s->name))
+				continue;
+			s->error_code = r.topics[j].error_code;
+			s->id = r.topics[j].topic_id;
+			if (r.topics[j].error_message.len > 0)
+				snprintf(s->error_message, sizeof(s->error_message), "%.*s", r.topics[j].error_message.len,
+					 r.topics[j].error_message.ptr);
+			if (r.topics[j].num_partitions > 0)
+				s->n_parts = r.topics[j].num_partitions;
+			if (r.topics[j].replication_factor > 0)
+				s->rf = r.topics[j].replication_factor;
+		}
+	}
+	arena_deinit(&a);
+	op->cb(b, op->arg, op->specs, op->n);
+	free(op);
+}
+
+/* On a node that is not the active controller: a CreateTopics request to it. */
+static void create_remote(struct create_op *op)
+{
+	struct tm_broker *b = op->b;
+	struct tm_peer *leader = quorum_leader_peer(b);
+	struct kafka_create_topics_request r;
+	kafka_create_topics_request_init(&r);
+	struct kafka_create_topics_request_creatable_topic *ts = calloc((size_t)(op->n ? op->n : 1), sizeof(*ts));
+	int k = 0;
+	for (int i = 0; ts && i < op->n; i++) {
+		struct topic_spec *s = &op->specs[i];
+		if (s->error_code)
+			continue;
+		ts[k].name = kstr_c(s->name);
+		ts[k].num_partitions = s->assignment ? -1 : s->n_parts;
+		ts[k].replication_factor = s->assignment ? -1 : s->rf;
+		ts[k].assignments_count = 0;
+		ts[k].configs = calloc((size_t)(s->n_configs ? s->n_configs : 1), sizeof(*ts[k].configs));
+		ts[k].configs_count = ts[k].configs ? s->n_configs : 0;
+		for (int c = 0; c < ts[k].configs_count; c++) {
+			ts[k].configs[c].name = kstr_c(s->config_keys[c]);
+			ts[k].configs[c].value = kstr_c(s->config_values[c]);
+		}
+		k++;
+	}
+	r.topics = ts;
+	r.topics_count = k;
+	r.timeout_ms = 30000;
+	r.validate_only = op->validate_only;
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	kafka_create_topics_request_encode(&w, TOPICS_REMOTE_VERSION, &r);
+	for (int i = 0; ts && i < k; i++)
+		free(ts[i].configs);
+	free(ts);
+	int rc = leader && ts ? peer_send(leader, KAFKA_API_CREATE_TOPICS, TOPICS_REMOTE_VERSION, &w, 30000,
+					 create_remote_done, op)
+			      : -ENOTCONN;
+	wbuf_deinit(&w);
+	if (rc)
+		create_remote_done(op, rc, NULL);
+}
+
 void topics_create(struct tm_broker *b, struct topic_spec *specs, int n, bool validate_only, topics_create_cb cb,
 		   void *arg)
 {
 	struct create_op *op = calloc(1, sizeof(*op));
 	TM_ASSERT(op != NULL);
+	op->b = b;
 	op->specs = specs;
 	op->n = n;
 	op->validate_only = validate_only;
 	op->cb = cb;
 	op->arg = arg;
+	if (!quorum_is_leader(b)) {
+		create_remote(op);
+		return;
+	}
 	controller_run(b, create_run, op);
 }
 

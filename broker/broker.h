@@ -107,6 +107,7 @@ struct tm_api_handler {
 	int16_t min_version, max_version;
 	void (*handle)(struct tm_req *req);
 	bool controller_listener;   /* also served on the CONTROLLER listener */
+	bool forward;               /* a controller operation: other nodes forward it to the active controller */
 };
 const struct tm_api_handler *dispatch_lookup(int16_t api_key);
 /* Handles a fully framed request (header not yet decoded). Returns 0, or

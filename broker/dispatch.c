@@ -10,6 +10,7 @@
  */
 #include "broker/api.h"
 #include "broker/controller.h"
+#include "broker/peer.h"
 #include "broker/quorum.h"
 
 #include <errno.h>
@@ -19,39 +20,39 @@
 #include "common/tm_log.h"
 
 static const struct tm_api_handler handlers[] = {
-	{ KAFKA_API_PRODUCE, 3, 11, api_produce, false },
-	{ KAFKA_API_FETCH, 4, 17, api_fetch, true },
-	{ KAFKA_API_LIST_OFFSETS, 1, 9, api_list_offsets, false },
-	{ KAFKA_API_METADATA, 0, 12, api_metadata, false },
-	{ KAFKA_API_API_VERSIONS, 0, 4, api_api_versions, true },
-	{ KAFKA_API_CREATE_TOPICS, 2, 7, api_create_topics, false },
-	{ KAFKA_API_DELETE_TOPICS, 1, 6, api_delete_topics, false },
-	{ KAFKA_API_DELETE_RECORDS, 0, 2, api_delete_records, false },
-	{ KAFKA_API_INIT_PRODUCER_ID, 0, 5, api_init_producer_id, false },
-	{ KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 2, 4, api_offsets_for_leader_epoch, false },
-	{ KAFKA_API_DESCRIBE_CONFIGS, 1, 4, api_describe_configs, false },
-	{ KAFKA_API_ALTER_CONFIGS, 0, 2, api_alter_configs, false },
-	{ KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions, false },
-	{ KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs, false },
-	{ KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster, true },
-	{ KAFKA_API_VOTE, 0, 2, api_vote, true },
-	{ KAFKA_API_BEGIN_QUORUM_EPOCH, 0, 1, api_begin_quorum_epoch, true },
-	{ KAFKA_API_END_QUORUM_EPOCH, 0, 1, api_end_quorum_epoch, true },
-	{ KAFKA_API_DESCRIBE_QUORUM, 0, 2, api_describe_quorum, true },
-	{ KAFKA_API_FETCH_SNAPSHOT, 0, 1, api_fetch_snapshot, true },
-	{ KAFKA_API_BROKER_REGISTRATION, 0, 3, api_broker_registration, true },
+	{ KAFKA_API_PRODUCE, 3, 11, api_produce, false, false },
+	{ KAFKA_API_FETCH, 4, 17, api_fetch, true, false },
+	{ KAFKA_API_LIST_OFFSETS, 1, 9, api_list_offsets, false, false },
+	{ KAFKA_API_METADATA, 0, 12, api_metadata, false, false },
+	{ KAFKA_API_API_VERSIONS, 0, 4, api_api_versions, true, false },
+	{ KAFKA_API_CREATE_TOPICS, 2, 7, api_create_topics, true, true },
+	{ KAFKA_API_DELETE_TOPICS, 1, 6, api_delete_topics, true, true },
+	{ KAFKA_API_DELETE_RECORDS, 0, 2, api_delete_records, false, false },
+	{ KAFKA_API_INIT_PRODUCER_ID, 0, 5, api_init_producer_id, true, true },
+	{ KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 2, 4, api_offsets_for_leader_epoch, false, false },
+	{ KAFKA_API_DESCRIBE_CONFIGS, 1, 4, api_describe_configs, false, false },
+	{ KAFKA_API_ALTER_CONFIGS, 0, 2, api_alter_configs, true, true },
+	{ KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions, true, true },
+	{ KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs, true, true },
+	{ KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster, true, false },
+	{ KAFKA_API_VOTE, 0, 2, api_vote, true, false },
+	{ KAFKA_API_BEGIN_QUORUM_EPOCH, 0, 1, api_begin_quorum_epoch, true, false },
+	{ KAFKA_API_END_QUORUM_EPOCH, 0, 1, api_end_quorum_epoch, true, false },
+	{ KAFKA_API_DESCRIBE_QUORUM, 0, 2, api_describe_quorum, true, false },
+	{ KAFKA_API_FETCH_SNAPSHOT, 0, 1, api_fetch_snapshot, true, false },
+	{ KAFKA_API_BROKER_REGISTRATION, 0, 3, api_broker_registration, true, false },
 	/* group coordinator (api_groups.c) */
-	{ KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator, false },
-	{ KAFKA_API_JOIN_GROUP, 0, 9, api_join_group, false },
-	{ KAFKA_API_SYNC_GROUP, 0, 5, api_sync_group, false },
-	{ KAFKA_API_HEARTBEAT, 0, 4, api_heartbeat, false },
-	{ KAFKA_API_LEAVE_GROUP, 0, 5, api_leave_group, false },
-	{ KAFKA_API_OFFSET_COMMIT, 0, 9, api_offset_commit, false },
-	{ KAFKA_API_OFFSET_FETCH, 0, 9, api_offset_fetch, false },
-	{ KAFKA_API_LIST_GROUPS, 0, 5, api_list_groups, false },
-	{ KAFKA_API_DESCRIBE_GROUPS, 0, 5, api_describe_groups, false },
-	{ KAFKA_API_DELETE_GROUPS, 0, 2, api_delete_groups, false },
-	{ KAFKA_API_OFFSET_DELETE, 0, 0, api_offset_delete, false },
+	{ KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator, false, false },
+	{ KAFKA_API_JOIN_GROUP, 0, 9, api_join_group, false, false },
+	{ KAFKA_API_SYNC_GROUP, 0, 5, api_sync_group, false, false },
+	{ KAFKA_API_HEARTBEAT, 0, 4, api_heartbeat, false, false },
+	{ KAFKA_API_LEAVE_GROUP, 0, 5, api_leave_group, false, false },
+	{ KAFKA_API_OFFSET_COMMIT, 0, 9, api_offset_commit, false, false },
+	{ KAFKA_API_OFFSET_FETCH, 0, 9, api_offset_fetch, false, false },
+	{ KAFKA_API_LIST_GROUPS, 0, 5, api_list_groups, false, false },
+	{ KAFKA_API_DESCRIBE_GROUPS, 0, 5, api_describe_groups, false, false },
+	{ KAFKA_API_DELETE_GROUPS, 0, 2, api_delete_groups, false, false },
+	{ KAFKA_API_OFFSET_DELETE, 0, 0, api_offset_delete, false, false },
 };
 
 const struct tm_api_handler *dispatch_lookup(int16_t api_key)
@@ -102,6 +103,37 @@ void api_api_versions(struct tm_req *req)
 	req_finish(req);
 }
 
+static void forward_done(void *arg, int err, struct tm_rd *body)
+{
+	struct tm_req *req = arg;
+	if (err) {
+		/* The client sees a closed connection and retries, as after any
+		 * network error; by then a controller may be known. */
+		req_fail_decode(req);
+		return;
+	}
+	wr_bytes(&req->resp, body->buf + body->pos, rd_remaining(body));
+	req_finish(req);
+}
+
+/* Relays a controller operation to the active controller, byte for byte,
+ * and its answer back (Kafka brokers forward the same way). */
+static int dispatch_forward(struct tm_req *req)
+{
+	struct tm_peer *leader = quorum_leader_peer(req->b);
+	if (!leader) {
+		tm_info("server", "no active controller known for %s; closing so the client retries",
+			kafka_api_lookup(req->hdr.api_key)->name);
+		return -EAGAIN;
+	}
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	wr_bytes(&w, req->body.buf + req->body.pos, rd_remaining(&req->body));
+	int rc = peer_send(leader, req->hdr.api_key, req->hdr.api_version, &w, 30000, forward_done, req);
+	wbuf_deinit(&w);
+	return rc;
+}
+
 int dispatch_request(struct tm_req *req)
 {
 	struct tm_rd r;
@@ -135,6 +167,15 @@ int dispatch_request(struct tm_req *req)
 		tm_warn("server", "request for %s v%d, supported versions are %d-%d; closing the connection",
 			d ? d->name : "?", ver, h->min_version, h->max_version);
 		return -EPROTO;
+	}
+	if (h->forward && !quorum_is_leader(req->b)) {
+		if (on_controller) {
+			/* Forwarded here by a node that thought we lead: no second hop. */
+			tm_info("server", "%s for the active controller arrived here, but node %d leads now; closing so the sender retries",
+				kafka_api_lookup(key)->name, quorum_leader_id(req->b));
+			return -EPROTO;
+		}
+		return dispatch_forward(req);
 	}
 	h->handle(req);
 	return 0;

@@ -302,15 +302,17 @@ static void node_maintain(struct tm_broker *b)
 {
 	if (b->stopping || !quorum_caught_up(b))
 		return;
-	const struct md_broker *me = md_broker(&b->md, b->cfg.node_id);
-	bool registered = me && !me->fenced && b->registered_epoch >= 0;
-	if (!registered) {
+	if (b->registered_epoch < 0) {
 		if (quorum_is_leader(b))
 			controller_register_self(b);
 		else
 			node_register_remote(b);
 		return;
 	}
+	/* Serve once this node's own registration is in the image. */
+	const struct md_broker *me = md_broker(&b->md, b->cfg.node_id);
+	if (!me || me->epoch < b->registered_epoch || me->fenced)
+		return;
 	if (!b->serving) {
 		if (server_start(b, false)) {
 			tm_error("node", "cannot open the client listeners; stopping");

@@ -77,7 +77,8 @@ struct tm_quorum {
 	struct raft_actions acts;
 	struct log *mlog;
 	char dir[1200];
-	struct tm_peer *peers[RAFT_VOTERS_MAX];
+	struct tm_peer *peers[RAFT_VOTERS_MAX];     /* Raft RPCs only */
+	struct tm_peer *ctl_peers[RAFT_VOTERS_MAX]; /* registration, forwarded requests */
 	int32_t peer_ids[RAFT_VOTERS_MAX];
 	int n_peers;
 	int depth;                  /* nesting of q_step */
@@ -296,6 +297,7 @@ static void q_append_done(void *arg, int err)
 	struct raft_event ev = { .type = RAFT_EV_PERSISTED, .now_ms = tm_mono_ms() };
 	ev.u.persisted_end = log_flushed_offset(q->mlog);
 	q_step(q, &ev);
+	q_apply(q); /* entries below a known high watermark may just have arrived */
 }
 
 /* Builds the leader-change control batch for an entry without payload. */
@@ -379,10 +381,25 @@ static struct tm_peer *q_peer(struct tm_quorum *q, int32_t id)
 	return NULL;
 }
 
+static const char *const q_msg_names[] = { "?", "Vote", "VoteResponse", "BeginQuorumEpoch",
+					   "BeginQuorumEpochResponse", "EndQuorumEpoch", "EndQuorumEpochResponse",
+					   "Fetch", "FetchResponse", "FetchSnapshot", "FetchSnapshotResponse" };
+
 static void q_recv(struct tm_quorum *q, struct raft_msg *m)
 {
 	if (q->stopping)
 		return;
+	if (tm_log_min_level <= TM_LOG_DEBUG) {
+		if (m->type == RAFT_MSG_FETCH_RESP)
+			tm_debug("quorum", "recv FetchResponse from %d: error %d hw %" PRId64 " entries %u diverging %d",
+				 m->from, m->u.fetch_resp.error, m->u.fetch_resp.high_watermark, m->u.fetch_resp.n_entries,
+				 m->u.fetch_resp.diverging_epoch);
+		else if (m->type == RAFT_MSG_FETCH_REQ)
+			tm_debug("quorum", "recv Fetch from %d: offset %" PRId64 " epoch %d", m->from,
+				 m->u.fetch_req.fetch_offset, m->u.fetch_req.last_fetched_epoch);
+		else
+			tm_debug("quorum", "recv %s from %d", q_msg_names[m->type], m->from);
+	}
 	struct raft_event ev = { .type = RAFT_EV_RECV, .now_ms = tm_mono_ms() };
 	ev.u.recv = m;
 	q_step(q, &ev);
@@ -899,7 +916,8 @@ static void q_apply_done(void *arg, int err, uint8_t *data, size_t len)
 		return;
 	}
 	int64_t next = q->applied;
-	int rc = controller_apply_batches(b, data, len, q->hw, &next);
+	int64_t limit = q->hw < log_written_offset(q->mlog) ? q->hw : log_written_offset(q->mlog);
+	int rc = controller_apply_batches(b, data, len, limit, &next);
 	free(data);
 	if (rc) {
 		tm_error("quorum", "committed metadata at offset %" PRId64 " does not apply; this node stops applying "
@@ -916,11 +934,16 @@ static void q_apply_done(void *arg, int err, uint8_t *data, size_t len)
 	broker_kick_io(b);
 }
 
+/* Applies what is both committed and in the local log: a follower may learn
+ * a high watermark before the entries below it are written here. */
 static void q_apply(struct tm_quorum *q)
 {
-	if (q->applying || q->applied >= q->hw || q->stopping)
+	int64_t limit = q->hw;
+	if (limit > log_written_offset(q->mlog))
+		limit = log_written_offset(q->mlog);
+	if (q->applying || q->applied >= limit || q->stopping)
 		return;
-	if (log_read(q->mlog, q->applied, q->hw, Q_APPLY_CHUNK_BYTES, q_apply_done, q) == 0)
+	if (log_read(q->mlog, q->applied, limit, Q_APPLY_CHUNK_BYTES, q_apply_done, q) == 0)
 		q->applying = true;
 }
 
@@ -958,6 +981,7 @@ static void q_perform(struct tm_quorum *q, const struct raft_action *a)
 		q_apply(q);
 		break;
 	case RAFT_ACT_SEND:
+		tm_debug("quorum", "send %s to %d", q_msg_names[a->u.send.msg.type], a->u.send.to);
 		switch (a->u.send.msg.type) {
 		case RAFT_MSG_VOTE_RESP:
 		case RAFT_MSG_BEGIN_EPOCH_RESP:
@@ -1331,6 +1355,11 @@ bool quorum_caught_up(const struct tm_broker *b)
 	return q && q->catch_up_target >= 0 && q->applied >= q->catch_up_target;
 }
 
+int64_t quorum_applied_offset(const struct tm_broker *b)
+{
+	return Q(b) ? Q(b)->applied : 0;
+}
+
 bool quorum_voter_endpoint(const struct tm_broker *b, int32_t id, const char **host, int *port)
 {
 	for (int i = 0; i < b->cfg.voter_count; i++)
@@ -1342,13 +1371,20 @@ bool quorum_voter_endpoint(const struct tm_broker *b, int32_t id, const char **h
 	return false;
 }
 
+/* A separate connection from the Raft one: a request that waits for a
+ * commit (a registration, a forwarded CreateTopics) must not hold back, in
+ * the same connection's in-order responses, the Fetch answers the commit
+ * itself depends on. */
 struct tm_peer *quorum_leader_peer(struct tm_broker *b)
 {
 	struct tm_quorum *q = Q(b);
 	int32_t leader = quorum_leader_id(b);
 	if (!q || leader < 0 || leader == b->cfg.node_id)
 		return NULL;
-	return q_peer(q, leader);
+	for (int i = 0; i < q->n_peers; i++)
+		if (q->peer_ids[i] == leader)
+			return q->ctl_peers[i];
+	return NULL;
 }
 
 /* ---- start, tick, stop ------------------------------------------------------------------- */
@@ -1419,6 +1455,7 @@ int quorum_start(struct tm_broker *b)
 		if (v->id == b->cfg.node_id)
 			continue;
 		q->peers[q->n_peers] = peer_new(b, v->id, v->host, v->port);
+		q->ctl_peers[q->n_peers] = peer_new(b, v->id, v->host, v->port);
 		q->peer_ids[q->n_peers] = v->id;
 		q->n_peers++;
 	}
@@ -1437,8 +1474,10 @@ void quorum_tick(struct tm_broker *b, int64_t now_ms)
 	struct tm_quorum *q = Q(b);
 	if (!q || q->stopping)
 		return;
-	for (int i = 0; i < q->n_peers; i++)
+	for (int i = 0; i < q->n_peers; i++) {
 		peer_tick(q->peers[i], now_ms);
+		peer_tick(q->ctl_peers[i], now_ms);
+	}
 	struct raft_event ev = { .type = RAFT_EV_TICK, .now_ms = now_ms };
 	q_step(q, &ev);
 }
@@ -1466,8 +1505,10 @@ void quorum_stop(struct tm_broker *b)
 		req_finish(pk->req);
 		free(pk);
 	}
-	for (int i = 0; i < q->n_peers; i++)
+	for (int i = 0; i < q->n_peers; i++) {
 		peer_free(q->peers[i]);
+		peer_free(q->ctl_peers[i]);
+	}
 	/* Let in-flight appends and reads finish before the log goes. */
 	while (b->io && (q->appends_inflight > 0 || q->applying)) {
 		io_flush(b->io);

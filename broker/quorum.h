@@ -34,6 +34,8 @@ int32_t quorum_epoch(const struct tm_broker *b);
 /* True once the image holds everything below the high watermark the node
  * learned after start-up: safe to serve clients from it. */
 bool quorum_caught_up(const struct tm_broker *b);
+/* The offset after the last metadata entry applied to the image. */
+int64_t quorum_applied_offset(const struct tm_broker *b);
 /* Host and port of voter `id`'s CONTROLLER listener; false if not a voter. */
 bool quorum_voter_endpoint(const struct tm_broker *b, int32_t id, const char **host, int *port);
 /* The connection to the active controller, or NULL (no leader / self). */

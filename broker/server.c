@@ -135,9 +135,23 @@ static void conn_flush_queue(struct tm_conn *c)
 	}
 }
 
+/* True when the input holds a whole frame (or a length the read callback
+ * will refuse): worth running the read loop for without new bytes. */
+static bool conn_has_frame(struct tm_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	uint8_t lenb[4];
+	if (evbuffer_copyout(in, lenb, 4) < 4)
+		return false;
+	int32_t len = (int32_t)tm_load_be32(lenb);
+	return len < 8 || len > c->b->cfg.socket_request_max_bytes || evbuffer_get_length(in) >= (size_t)len + 4;
+}
+
 /* After the queue moved: close a closing connection whose output is out,
- * else resume reading requests that waited for a free slot. */
-static void conn_progress(struct tm_conn *c)
+ * else update back-pressure.  With `resume`, also process frames that were
+ * already buffered while the connection had no free request slot (libevent
+ * will not call the read callback again for bytes it already delivered). */
+static void conn_progress(struct tm_conn *c, bool resume)
 {
 	conn_flush_queue(c);
 	if (c->closing) {
@@ -148,7 +162,7 @@ static void conn_progress(struct tm_conn *c)
 		return;
 	}
 	conn_update_reading(c);
-	if (!c->busy && !c->read_paused && evbuffer_get_length(bufferevent_get_input(c->bev)) >= 4)
+	if (resume && !c->busy && !c->read_paused && conn_has_frame(c))
 		conn_read_cb(c->bev, c);
 }
 
@@ -160,7 +174,7 @@ void req_finish(struct tm_req *req)
 		req_free(req);
 		return;
 	}
-	conn_progress(c);
+	conn_progress(c, true);
 }
 
 void req_fail_decode(struct tm_req *req)
@@ -236,7 +250,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		b->metrics.connections_closed_protocol_error++;
 		conn_kill(c, "protocol error");
 	} else {
-		conn_progress(c);
+		conn_progress(c, false);
 	}
 	broker_kick_io(b);
 }
@@ -245,7 +259,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct tm_conn *c = arg;
 	(void)bev;
-	conn_progress(c);
+	conn_progress(c, true);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
