@@ -85,6 +85,8 @@ struct tm_broker {
 	struct tm_map topic_ids;    /* 16-byte id -> struct tm_topic */
 	int64_t registered_epoch;   /* broker epoch of this process's registration, -1 before */
 	bool registering_remote;
+	bool heartbeat_inflight;
+	int64_t last_heartbeat_ms;
 	int64_t pid_next, pid_end;  /* this node's current producer-id block */
 	struct tm_controller *controller;
 	struct tm_quorum *quorum;

@@ -35,7 +35,17 @@ struct ctl_op {
 	void *arg;
 };
 
+#define CTL_LEASES_MAX MD_BROKERS_MAX
+
+struct ctl_lease {
+	int32_t id;
+	int64_t last_ms;            /* monotonic time of the last heartbeat */
+};
+
 struct tm_controller {
+	struct ctl_lease leases[CTL_LEASES_MAX];
+	int n_leases;
+	bool fencing;               /* a fence/unfence operation is queued or running */
 	bool registering;           /* a registration of this node is under way */
 	bool busy;                  /* an operation is running or committing */
 	struct ctl_op *head, *tail; /* waiting operations */
@@ -326,6 +336,9 @@ int controller_add_topic_records(struct tm_broker *b, struct ctl_txn *t, const c
 
 /* ---- start / stop ------------------------------------------------------------- */
 
+static struct ctl_lease *ctl_lease(struct tm_controller *c, int32_t id);
+static int ctl_partition_changes(struct tm_broker *b, struct ctl_txn *t, int32_t id, bool fence);
+
 /* A broker registration to commit: this node's, or one received in a
  * BrokerRegistration request from another node. */
 struct ctl_reg {
@@ -391,6 +404,11 @@ static void ctl_reg_run(struct tm_broker *b, void *arg)
 	r.log_dirs_count = 0;
 	if (!rc)
 		rc = ctl_txn_add(&t, KAFKA_METADATA_REGISTER_BROKER, 1, &r);
+	if (!rc)
+		rc = ctl_partition_changes(b, &t, g->id, false);
+	struct ctl_lease *l = ctl_lease(b->controller, g->id);
+	if (l)
+		l->last_ms = tm_mono_ms();
 	if (rc) {
 		ctl_txn_deinit(&t);
 		ctl_reg_done(b, g, rc);
@@ -462,6 +480,195 @@ void api_broker_registration(struct tm_req *req)
 	controller_run(b, ctl_reg_run, g);
 }
 
+/* ---- leases, fencing, leader election ------------------------------------------- */
+
+static struct ctl_lease *ctl_lease(struct tm_controller *c, int32_t id)
+{
+	for (int i = 0; i < c->n_leases; i++)
+		if (c->leases[i].id == id)
+			return &c->leases[i];
+	if (c->n_leases >= CTL_LEASES_MAX)
+		return NULL;
+	c->leases[c->n_leases].id = id;
+	c->leases[c->n_leases].last_ms = tm_mono_ms();
+	return &c->leases[c->n_leases++];
+}
+
+static bool ctl_broker_live(struct tm_broker *b, int32_t id, int32_t excluded)
+{
+	struct md_broker *br = md_broker(&b->md, id);
+	return id != excluded && br && !br->fenced;
+}
+
+/* Adds the PartitionChangeRecords that follow from broker `id` going away
+ * (fence: leaders move to another live ISR member, the broker leaves the
+ * ISRs) or coming back (unfence: leaderless partitions it holds in the ISR
+ * get it as leader).  Unclean election (a leader outside the ISR) only
+ * with unclean.leader.election.enable. */
+static int ctl_partition_changes(struct tm_broker *b, struct ctl_txn *t, int32_t id, bool fence)
+{
+	int rc = 0;
+	for (size_t ti = 0; ti < b->md.topics.cap && !rc; ti++) {
+		if (!b->md.topics.slots[ti].key)
+			continue;
+		struct md_topic *mt = b->md.topics.slots[ti].value;
+		for (int32_t pi = 0; pi < mt->n_partitions && !rc; pi++) {
+			struct md_partition *p = &mt->parts[pi];
+			struct kafka_partition_change_record cr;
+			kafka_partition_change_record_init(&cr);
+			cr.topic_id = mt->id;
+			cr.partition_id = pi;
+			int32_t isr[MD_REPLICAS_MAX];
+			int n_isr = 0;
+			bool change = false;
+			if (fence) {
+				if (!md_replica_in(p->isr, p->n_isr, id))
+					continue;
+				for (int k = 0; k < p->n_isr; k++)
+					if (p->isr[k] != id)
+						isr[n_isr++] = p->isr[k];
+				if (n_isr == 0)
+					isr[n_isr++] = id; /* Kafka keeps the last ISR member: it has every committed record */
+				if (n_isr != p->n_isr) {
+					cr.isr = isr;
+					cr.isr_count = n_isr;
+					change = true;
+				}
+				if (p->leader == id) {
+					int32_t nl = -1;
+					for (int k = 0; k < n_isr && nl < 0; k++)
+						if (ctl_broker_live(b, isr[k], id))
+							nl = isr[k];
+					if (nl < 0 && b->cfg.unclean_leader_election_enable)
+						for (int k = 0; k < p->n_replicas && nl < 0; k++)
+							if (ctl_broker_live(b, p->replicas[k], id))
+								nl = p->replicas[k];
+					cr.leader = nl;
+					change = true;
+				}
+			} else if (p->leader < 0 && md_replica_in(p->isr, p->n_isr, id)) {
+				cr.leader = id;
+				change = true;
+			}
+			if (change)
+				rc = ctl_txn_add(t, KAFKA_METADATA_PARTITION_CHANGE, 0, &cr);
+		}
+	}
+	return rc;
+}
+
+struct ctl_fence {
+	int32_t id;
+	bool fence;
+};
+
+static void ctl_fence_done(struct tm_broker *b, void *arg, int err)
+{
+	struct ctl_fence *f = arg;
+	b->controller->fencing = false;
+	if (!err)
+		tm_info("controller", "broker %d %s", f->id, f->fence ? "fenced: its lease expired; its partitions moved to other in-sync replicas" : "unfenced");
+	free(f);
+}
+
+static void ctl_fence_run(struct tm_broker *b, void *arg)
+{
+	struct ctl_fence *f = arg;
+	struct md_broker *br = md_broker(&b->md, f->id);
+	if (!br || br->fenced == f->fence || !quorum_is_leader(b)) {
+		b->controller->fencing = false;
+		free(f);
+		controller_done(b);
+		return;
+	}
+	struct ctl_txn t;
+	ctl_txn_init(&t);
+	struct kafka_broker_registration_change_record r;
+	kafka_broker_registration_change_record_init(&r);
+	r.broker_id = f->id;
+	r.broker_epoch = br->epoch;
+	r.fenced = f->fence ? 1 : -1;
+	r.in_controlled_shutdown = 0;
+	r.log_dirs_count = -1;
+	int rc = ctl_txn_add(&t, KAFKA_METADATA_BROKER_REGISTRATION_CHANGE, 0, &r);
+	if (!rc && f->fence) {
+		/* Mark it fenced first so elections skip it. */
+		br->fenced = true;
+		rc = ctl_partition_changes(b, &t, f->id, true);
+		br->fenced = false;
+	} else if (!rc) {
+		rc = ctl_partition_changes(b, &t, f->id, false);
+	}
+	if (rc) {
+		ctl_txn_deinit(&t);
+		ctl_fence_done(b, f, rc);
+		controller_done(b);
+		return;
+	}
+	controller_commit(b, &t, ctl_fence_done, f);
+}
+
+static void ctl_fence_submit(struct tm_broker *b, int32_t id, bool fence)
+{
+	struct tm_controller *c = b->controller;
+	if (c->fencing)
+		return;
+	struct ctl_fence *f = calloc(1, sizeof(*f));
+	TM_ASSERT(f != NULL);
+	f->id = id;
+	f->fence = fence;
+	c->fencing = true;
+	controller_run(b, ctl_fence_run, f);
+}
+
+void controller_tick(struct tm_broker *b, int64_t now_ms)
+{
+	struct tm_controller *c = b->controller;
+	if (!c || !quorum_is_leader(b) || !quorum_caught_up(b))
+		return;
+	for (int i = 0; i < b->md.n_brokers; i++) {
+		struct md_broker *br = &b->md.brokers[i];
+		if (br->id == b->cfg.node_id || br->fenced)
+			continue;
+		struct ctl_lease *l = ctl_lease(c, br->id);
+		if (l && now_ms - l->last_ms > b->cfg.broker_session_timeout_ms) {
+			tm_warn("controller", "broker %d sent no heartbeat for %" PRId64 " ms (broker.session.timeout.ms=%d); fencing it",
+				br->id, now_ms - l->last_ms, b->cfg.broker_session_timeout_ms);
+			ctl_fence_submit(b, br->id, true);
+			return;
+		}
+	}
+}
+
+void api_broker_heartbeat(struct tm_req *req)
+{
+	struct tm_broker *b = req->b;
+	struct tm_controller *c = b->controller;
+	struct kafka_broker_heartbeat_request in;
+	if (REQ_DECODE(req, broker_heartbeat, &in))
+		return;
+	struct kafka_broker_heartbeat_response out;
+	kafka_broker_heartbeat_response_init(&out);
+	struct md_broker *br = md_broker(&b->md, in.broker_id);
+	if (!quorum_is_leader(b)) {
+		out.error_code = TM_ERR_NOT_CONTROLLER;
+	} else if (!br) {
+		out.error_code = TM_ERR_BROKER_ID_NOT_REGISTERED;
+	} else if (br->epoch != in.broker_epoch) {
+		out.error_code = TM_ERR_STALE_BROKER_EPOCH;
+	} else {
+		struct ctl_lease *l = ctl_lease(c, in.broker_id);
+		if (l)
+			l->last_ms = tm_mono_ms();
+		out.is_caught_up = true;
+		out.is_fenced = br->fenced;
+		out.should_shut_down = false;
+		if (br->fenced && !in.want_fence)
+			ctl_fence_submit(b, br->id, false);
+	}
+	REQ_RESPOND(req, broker_heartbeat, &out);
+}
+
 int controller_start(struct tm_broker *b)
 {
 	struct tm_controller *c = calloc(1, sizeof(*c));
@@ -495,8 +702,13 @@ void controller_role_changed(struct tm_broker *b, bool leader)
 	struct tm_controller *c = b->controller;
 	if (!c)
 		return;
-	if (leader)
+	if (leader) {
 		tm_info("controller", "node %d is the active controller", b->cfg.node_id);
+		/* A new controller gives every broker a full session before fencing. */
+		int64_t now = tm_mono_ms();
+		for (int i = 0; i < c->n_leases; i++)
+			c->leases[i].last_ms = now;
+	}
 	c->registering = false; /* registration may need to be redone via the new leader */
 }
 

@@ -58,6 +58,10 @@ int controller_local_endpoints(struct tm_broker *b, struct kstr *names, struct k
 			       int16_t *security, int max);
 /* BrokerRegistration from another node (controller listener). */
 void api_broker_registration(struct tm_req *req);
+/* BrokerHeartbeat: keeps a broker's lease; unfences a returning broker. */
+void api_broker_heartbeat(struct tm_req *req);
+/* Active controller: fences brokers whose lease lapsed (broker.session.timeout.ms). */
+void controller_tick(struct tm_broker *b, int64_t now_ms);
 void controller_stop(struct tm_broker *b);
 void controller_run(struct tm_broker *b, ctl_fn fn, void *arg);
 /* Takes ownership of t's contents.  cb runs after commit+apply (err 0), or

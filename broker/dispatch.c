@@ -41,6 +41,7 @@ static const struct tm_api_handler handlers[] = {
 	{ KAFKA_API_DESCRIBE_QUORUM, 0, 2, api_describe_quorum, true, false },
 	{ KAFKA_API_FETCH_SNAPSHOT, 0, 1, api_fetch_snapshot, true, false },
 	{ KAFKA_API_BROKER_REGISTRATION, 0, 3, api_broker_registration, true, false },
+	{ KAFKA_API_BROKER_HEARTBEAT, 0, 1, api_broker_heartbeat, true, false },
 	/* group coordinator (api_groups.c) */
 	{ KAFKA_API_FIND_COORDINATOR, 0, 6, api_find_coordinator, false, false },
 	{ KAFKA_API_JOIN_GROUP, 0, 9, api_join_group, false, false },

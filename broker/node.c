@@ -33,6 +33,7 @@
 #include "broker/partition.h"
 #include "broker/peer.h"
 #include "broker/quorum.h"
+#include "common/kerr.h"
 #include "common/tm_log.h"
 #include "common/tm_time.h"
 #include "storage/io.h"
@@ -296,6 +297,49 @@ static void node_register_remote(struct tm_broker *b)
 	wbuf_deinit(&w);
 }
 
+static void node_heartbeat_done(void *arg, int err, struct tm_rd *body)
+{
+	struct tm_broker *b = arg;
+	b->heartbeat_inflight = false;
+	if (err)
+		return;
+	struct tm_arena a;
+	arena_init(&a, 0);
+	struct kafka_broker_heartbeat_response r;
+	if (!kafka_broker_heartbeat_response_decode(body, 1, &r, &a)) {
+		if (r.error_code == TM_ERR_STALE_BROKER_EPOCH || r.error_code == TM_ERR_BROKER_ID_NOT_REGISTERED) {
+			tm_warn("node", "the controller does not know this node's registration (error %d); registering again",
+				r.error_code);
+			b->registered_epoch = -1;
+		}
+	}
+	arena_deinit(&a);
+}
+
+/* Keeps this node's lease with the active controller. */
+static void node_heartbeat(struct tm_broker *b, int64_t now_ms)
+{
+	if (b->heartbeat_inflight || now_ms - b->last_heartbeat_ms < b->cfg.broker_heartbeat_interval_ms)
+		return;
+	struct tm_peer *leader = quorum_leader_peer(b);
+	if (!leader)
+		return;
+	struct kafka_broker_heartbeat_request r;
+	kafka_broker_heartbeat_request_init(&r);
+	r.broker_id = b->cfg.node_id;
+	r.broker_epoch = b->registered_epoch;
+	r.current_metadata_offset = quorum_applied_offset(b);
+	r.offline_log_dirs_count = -1;
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	kafka_broker_heartbeat_request_encode(&w, 1, &r);
+	if (!peer_send(leader, KAFKA_API_BROKER_HEARTBEAT, 1, &w, 5000, node_heartbeat_done, b)) {
+		b->heartbeat_inflight = true;
+		b->last_heartbeat_ms = now_ms;
+	}
+	wbuf_deinit(&w);
+}
+
 /* Start-up continues from the loop: once the metadata is caught up this
  * node registers, and once registered it opens its client listeners. */
 static void node_maintain(struct tm_broker *b)
@@ -309,6 +353,7 @@ static void node_maintain(struct tm_broker *b)
 			node_register_remote(b);
 		return;
 	}
+	node_heartbeat(b, tm_mono_ms());
 	/* Serve once this node's own registration is in the image. */
 	const struct md_broker *me = md_broker(&b->md, b->cfg.node_id);
 	if (!me || me->epoch < b->registered_epoch || me->fenced)
@@ -337,6 +382,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	int64_t mono = tm_mono_ms();
 	quorum_tick(b, mono);
+	controller_tick(b, mono);
 	node_maintain(b);
 	groups_tick(b, mono);
 	broker_kick_io(b);
