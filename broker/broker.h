@@ -41,6 +41,7 @@ struct tm_group_coordinator;
 struct tm_controller;
 struct tm_quorum;
 struct evhttp;
+struct ssl_ctx_st;
 
 /* One request from arrival to response.  Lives until its response is queued
  * (or dropped, when the connection closed while it was pending). */
@@ -75,6 +76,7 @@ struct tm_broker {
 	bool serving;                /* listeners up, registration committed */
 	struct tm_metrics metrics;
 	struct evhttp *http;
+	struct ssl_ctx_st *tls_ctx;  /* for SSL listeners */
 
 	char cluster_id[32];        /* base64url of 16 bytes, 22 chars */
 	int64_t started_ms;
@@ -97,6 +99,7 @@ struct tm_broker {
 /* Binds the controller listeners, or the client (broker) listeners. */
 int server_start(struct tm_broker *b, bool controller_listeners);
 void server_stop(struct tm_broker *b);
+void server_free_tls(struct tm_broker *b);
 /* Queues req's response (req->resp holds the body) in request order and frees
  * req once written; with req->no_response only frees it. */
 void req_finish(struct tm_req *req);

@@ -489,6 +489,7 @@ int node_run(const struct tm_config *cfg)
 	metrics_http_stop(b);
 err_server:
 	server_stop(b);
+	server_free_tls(b);
 err_groups:
 	groups_stop(b);
 err_quorum:

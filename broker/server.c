@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
@@ -27,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/tls.h"
 #include "common/tm_log.h"
 #include "common/tm_time.h"
 #include "storage/io.h"
@@ -266,6 +268,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct tm_conn *c = arg;
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED)
+		return; /* TLS handshake done */
 	if (what & BEV_EVENT_EOF)
 		tm_debug("server", "connection %s closed by peer", c->peer);
 	else if (what & BEV_EVENT_ERROR)
@@ -300,7 +304,16 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	snprintf(c->peer, sizeof(c->peer), "%s:%d/%s", host, port, ctx->l->name);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (ctx->l->security == TM_SEC_SSL) {
+		SSL *ssl = b->tls_ctx ? SSL_new(b->tls_ctx) : NULL;
+		c->bev = ssl ? bufferevent_openssl_socket_new(b->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+							     BEV_OPT_CLOSE_ON_FREE)
+			     : NULL;
+		if (!c->bev && ssl)
+			SSL_free(ssl);
+	} else {
+		c->bev = bufferevent_socket_new(b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
 	if (!c->bev) {
 		evutil_closesocket(fd);
 		free(c);
@@ -358,6 +371,13 @@ static int listen_on(struct tm_broker *b, const struct tm_listener *l, int idx)
 
 int server_start(struct tm_broker *b, bool controller_listeners)
 {
+	for (int i = 0; i < b->cfg.listener_count && !b->tls_ctx; i++) {
+		if (b->cfg.listeners[i].security != TM_SEC_SSL)
+			continue;
+		b->tls_ctx = tls_server_ctx_new(&b->cfg);
+		if (!b->tls_ctx)
+			return -EINVAL;
+	}
 	for (int i = 0; i < b->cfg.listener_count; i++) {
 		const struct tm_listener *l = &b->cfg.listeners[i];
 		if (config_is_controller_listener(&b->cfg, l->name) != controller_listeners || b->listeners[i])
@@ -378,6 +398,13 @@ void server_stop(struct tm_broker *b)
 		b->listeners[i] = NULL;
 	}
 	b->listener_count = 0;
+}
+
+void server_free_tls(struct tm_broker *b)
+{
+	if (b->tls_ctx)
+		SSL_CTX_free(b->tls_ctx);
+	b->tls_ctx = NULL;
 }
 
 void broker_kick_io(struct tm_broker *b)
