@@ -137,6 +137,7 @@ class Broker:
         self.proc = None
         self.starts = 0
         self.formatted = False
+        self.stopping = False  # set while the harness itself stops or kills it
 
     @property
     def bootstrap(self):
@@ -192,6 +193,7 @@ class Broker:
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         cmd = self.command()
         self.starts += 1
+        self.stopping = False
         with open(self.log_path, "ab") as log:
             log.write(("\n==== start #%d: %s\n" % (self.starts, " ".join(cmd))).encode())
             log.flush()
@@ -234,6 +236,7 @@ class Broker:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            self.stopping = True
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout_s)
@@ -245,6 +248,7 @@ class Broker:
     def kill9(self):
         """Kills the broker with SIGKILL: no chance to flush or close."""
         if self.proc is not None and self.proc.poll() is None:
+            self.stopping = True
             self.proc.kill()
             self.proc.wait(timeout=10)
 
@@ -255,6 +259,13 @@ class Broker:
         else:
             self.stop()
         self.start()
+
+    def died(self):
+        """The exit status when the process ended without the harness
+        stopping it (a crash), else None."""
+        if self.proc is None or self.stopping:
+            return None
+        return self.proc.poll()
 
     def log_tail(self, lines=60):
         try:
@@ -286,10 +297,23 @@ def _start_broker(request):
     return b
 
 
+_LIVE_BROKERS = []
+
+
+def _crash_report(b):
+    rc = b.died()
+    if rc is None:
+        return None
+    how = "killed by signal %d" % -rc if rc < 0 else "exited with status %d" % rc
+    return "the broker (%s) %s during this test; log tail:\n%s" % (b.target, how, b.log_tail())
+
+
 @pytest.fixture(scope="module")
 def broker(request):
     b = _start_broker(request)
+    _LIVE_BROKERS.append(b)
     yield b
+    _LIVE_BROKERS.remove(b)
     b.cleanup()
 
 
@@ -297,7 +321,26 @@ def broker(request):
 def fresh_broker(request):
     b = _start_broker(request)
     yield b
+    msg = _crash_report(b)
     b.cleanup()
+    if msg:
+        pytest.fail(msg, pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_broker_crash():
+    """After each test: a broker that crashed is reported as an error of
+    that test, and a module's shared broker is started again so the next
+    tests of the module still run."""
+    yield
+    reports = []
+    for b in list(_LIVE_BROKERS):
+        msg = _crash_report(b)
+        if msg:
+            reports.append(msg)
+            b.start()
+    if reports:
+        pytest.fail("\n\n".join(reports), pytrace=False)
 
 
 @pytest.fixture

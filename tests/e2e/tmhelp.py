@@ -59,8 +59,13 @@ def json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
+# librdkafka logs connection failures on stderr from its own threads, also
+# after a test ended; the tests report what failed, so keep it quiet.
+QUIET = {"log_level": 0}
+
+
 def admin(bootstrap):
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(dict(QUIET, **{"bootstrap.servers": bootstrap}))
 
 
 def create_topic(bootstrap, name, partitions=1, config=None, timeout=30):
@@ -92,7 +97,7 @@ def wait_for_metadata(bootstrap, name, partitions, timeout=30):
 def produce(bootstrap, topic, records, config=None, timeout=60):
     """records: list of dicts with value, and optional key, partition, headers.
     Returns the delivered (partition, offset) per record, in order."""
-    conf = {"bootstrap.servers": bootstrap, "linger.ms": 5}
+    conf = dict(QUIET, **{"bootstrap.servers": bootstrap, "linger.ms": 5})
     conf.update(config or {})
     p = Producer(conf)
     results = [None] * len(records)
@@ -125,8 +130,8 @@ def consume(bootstrap, topic, partitions, count, timeout=60, config=None):
     """Reads `count` records from the beginning of the given partitions with
     assign() (no group membership).  Returns dicts: partition, offset, key,
     value, headers, timestamp."""
-    conf = {"bootstrap.servers": bootstrap, "group.id": "tm-e2e-reader-" + uuid.uuid4().hex[:6],
-            "enable.auto.commit": False, "enable.partition.eof": False}
+    conf = dict(QUIET, **{"bootstrap.servers": bootstrap, "group.id": "tm-e2e-reader-" + uuid.uuid4().hex[:6],
+                          "enable.auto.commit": False, "enable.partition.eof": False})
     conf.update(config or {})
     c = Consumer(conf)
     try:
@@ -152,7 +157,7 @@ def consume(bootstrap, topic, partitions, count, timeout=60, config=None):
 
 
 def watermarks(bootstrap, topic, partition, timeout=20):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "tm-e2e-wm"})
+    c = Consumer(dict(QUIET, **{"bootstrap.servers": bootstrap, "group.id": "tm-e2e-wm"}))
     try:
         return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
     finally:
