@@ -28,6 +28,8 @@ Raw requests (rawkafka framing; flexible versions use header v2):
     CreateTopics     4        (rawkafka.create_topics_v4)
     DeleteTopics     3        topic_names [string], timeout_ms
     CreatePartitions 1        topics [name, count, assignments=null], timeout_ms
+    DescribeConfigs  1        one topic's configs (value, source)
+    IncrementalAlterConfigs 0 SET one topic config
 
 Broker log lines this module reads (common/tm_log.h format):
 
@@ -51,6 +53,8 @@ import rawkafka
 from conftest import TIDEMARK_BIN, STOP_TIMEOUT_S, free_port
 
 API_DELETE_TOPICS = 20
+API_DESCRIBE_CONFIGS = 32
+API_INCREMENTAL_ALTER_CONFIGS = 44
 API_CREATE_PARTITIONS = 37
 API_DESCRIBE_QUORUM = 55
 METADATA_TOPIC = "__cluster_metadata"
@@ -396,8 +400,9 @@ def _i32_compact_array(r):
     return [r.i32() for _ in range(max(_compact_array_len(r), 0))]
 
 
-def metadata(node, topics=None, timeout=5):
-    """Metadata v12 answered by `node` itself.  topics None: all topics.
+def metadata(node, topics=None, timeout=5, auto_create=False):
+    """Metadata v12 answered by `node` itself.  topics None: all topics;
+    auto_create asks the broker to create missing ones.
     Returns {brokers: [(id, host, port)], cluster_id, controller_id,
     topics: [{error, name, id, internal, partitions: [{error, index, leader,
     leader_epoch, replicas, isr, offline}]}]}."""
@@ -408,7 +413,7 @@ def metadata(node, topics=None, timeout=5):
         w.uvarint(len(topics) + 1)
         for t in topics:
             w.raw(b"\0" * 16).compact_string(t).tags()
-    w.i8(0).i8(0).tags()
+    w.i8(1 if auto_create else 0).i8(0).tags()
     with _conn(node, timeout) as c:
         r = c.request(rawkafka.API_METADATA, 12, w.build(), flexible=True)
     r.i32()  # throttle_time_ms
@@ -499,6 +504,42 @@ def create_partitions(node, name, count, timeout=20):
         n = r.string()
         res[n] = (r.i16(), r.string())
     return res[name]
+
+
+def set_topic_config(node, name, key, value, timeout=20):
+    """IncrementalAlterConfigs v0 (SET key=value on topic `name`) sent to
+    `node`.  Returns (error_code, message)."""
+    w = (rawkafka.Writer().i32(1).i8(2).string(name).i32(1).string(key).i8(0).string(value).i8(0))
+    with _conn(node, timeout) as c:
+        r = c.request(API_INCREMENTAL_ALTER_CONFIGS, 0, w.build())
+    r.i32()  # throttle_time_ms
+    assert r.i32() == 1, "one resource in the IncrementalAlterConfigs response"
+    err, msg = r.i16(), r.string()
+    return err, msg
+
+
+def topic_configs(node, name, timeout=10):
+    """DescribeConfigs v1 for topic `name`, answered by `node`.  Returns
+    (error_code, {key: (value, config_source)})."""
+    w = rawkafka.Writer().i32(1).i8(2).string(name).i32(-1).i8(0)
+    with _conn(node, timeout) as c:
+        r = c.request(API_DESCRIBE_CONFIGS, 1, w.build())
+    r.i32()  # throttle_time_ms
+    assert r.i32() == 1, "one resource in the DescribeConfigs response"
+    err = r.i16()
+    r.string()  # error_message
+    r.i8()
+    r.string()
+    out = {}
+    for _ in range(max(r.i32(), 0)):
+        key, value = r.string(), r.string()
+        r.i8()  # read_only
+        source = r.i8()
+        r.i8()  # is_sensitive
+        for _ in range(max(r.i32(), 0)):
+            r.string(), r.string(), r.i8()
+        out[key] = (value, source)
+    return err, out
 
 
 # ---- the metadata log on disk --------------------------------------------------

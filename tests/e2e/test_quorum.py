@@ -17,7 +17,7 @@ import pytest
 
 import rawkafka
 from cluster import (Cluster, create_partitions, create_topic, delete_topic, describe_quorum, metadata,
-                     metadata_log_batches)
+                     metadata_log_batches, set_topic_config, topic_configs)
 from conftest import TARGET
 from tmhelp import admin, kafka_tool, unique_topic
 
@@ -266,6 +266,36 @@ def test_topic_changes_through_followers_reach_every_node(cluster):
     c.wait_agree(10, check=lambda v: b not in v)
 
 
+def test_configs_and_auto_created_topics_through_followers(cluster):
+    """A topic config set through one follower, and a topic auto-created by
+    a Metadata request to another, are seen by every node."""
+    c = cluster
+    leader, _ = c.wait_leader(10)
+    f1, f2 = others(c, leader)
+    t = unique_topic("quorum-cfg")
+    assert create_topic(f1, t, 2, 3) == (0, None)
+    wait_topic_everywhere(c, t, 2, 10)
+    assert set_topic_config(f2, t, "retention.ms", "123456") == (0, None), "IncrementalAlterConfigs via node %d" % (
+        f2.node_id)
+    deadline = time.monotonic() + 10
+    pending = set(c.ids())
+    while pending:
+        for nid in sorted(pending):
+            err, cfg = topic_configs(c.node(nid), t)
+            if err == 0 and cfg.get("retention.ms") == ("123456", 1):  # 1: DYNAMIC_TOPIC_CONFIG
+                pending.discard(nid)
+        assert time.monotonic() < deadline, "retention.ms=123456 not shown by nodes %r within 10 s (node %d: %r)" % (
+            sorted(pending), nid, cfg.get("retention.ms"))
+        time.sleep(0.1)
+
+    auto = unique_topic("quorum-auto")
+    md = metadata(f1, [auto], auto_create=True)
+    assert md["topics"][0]["name"] == auto, md
+    assert md["topics"][0]["error"] in (0, 5), "auto-create through node %d: %r" % (f1.node_id, md["topics"])  # 5: LEADER_NOT_AVAILABLE
+    tid, parts = wait_topic_everywhere(c, auto, 1, 10)
+    assert parts[0][2] == (parts[0][1],), "auto-created topic uses default.replication.factor=1: %r" % (parts,)
+
+
 # ---- 3. kill -9 of the active controller ----------------------------------------------
 def test_kill_9_leader_fails_over_and_rejoins(make_cluster):
     c = make_cluster(3, FAST_FENCING)
@@ -313,6 +343,78 @@ def test_kill_9_leader_fails_over_and_rejoins(make_cluster):
     md = metadata(old)
     assert {t["name"] for t in md["topics"]} >= {before, after}
     assert md["controller_id"] == new_leader
+
+
+def test_majority_loss_stops_changes_and_recovers(make_cluster):
+    """One follower down: the quorum goes on.  Two nodes down: the survivor
+    still answers Metadata from what it has, refuses changes with an error
+    in bounded time, and the quorum resumes when a second node returns."""
+    c = make_cluster(3, FAST_FENCING)
+    leader, epoch = c.wait_leader(10)
+    fa, fb = others(c, leader)
+    fa.kill9()
+    t1 = unique_topic("one-down")
+    assert create_topic(fb, t1, 3, 3) == (0, None), "CreateTopics via node %d with node %d down" % (
+        fb.node_id, fa.node_id)
+    wait_topic_everywhere(c, t1, 3, 10, [fb, c.node(leader)])
+    assert c.wait_leader(5) == (leader, epoch), "the leader changed when a follower died"
+
+    c.node(leader).kill9()
+    t2 = unique_topic("two-down")
+    t0 = time.monotonic()
+    try:
+        err = create_topic(fb, t2, 1, 1, timeout=20)[0]
+    except (OSError, rawkafka.ShortRead, ConnectionError) as e:
+        err = "%s: %s" % (type(e).__name__, e)
+    took = time.monotonic() - t0
+    print("\nCreateTopics on the last node of 3: %r after %.1f s" % (err, took))
+    assert err != 0, "CreateTopics succeeded with 2 of 3 voters down"
+    md = metadata(fb, [t1])
+    assert md["topics"][0]["name"] == t1 and md["topics"][0]["error"] == 0, md["topics"]
+
+    fa.start(wait=False)
+    new_leader, new_epoch = c.wait_leader(20, min_epoch=epoch + 1)
+    assert new_leader in (fa.node_id, fb.node_id)
+    fa.wait_serving(30)
+    assert create_topic(fb, t2, 1, 1) == (0, None)
+    wait_topic_everywhere(c, t2, 1, 10, [fa, fb])
+    c.node(leader).start()
+    wait_voters_caught_up(c, [1, 2, 3], 15)
+    c.wait_agree(15, check=lambda v: t1 in v and t2 in v)
+
+
+def test_whole_cluster_kill_9_keeps_metadata(make_cluster):
+    """Every node killed at once and started again: same cluster id, same
+    topics and topic ids, same configs, and a new leader epoch."""
+    c = make_cluster(3)
+    leader, epoch = c.wait_leader(10)
+    names = [unique_topic("whole-%d" % i) for i in range(3)]
+    for i, name in enumerate(names):
+        assert create_topic(c.node(i + 1), name, i + 1, 3) == (0, None)
+    assert set_topic_config(c.node(1), names[0], "cleanup.policy", "compact") == (0, None)
+    before = c.wait_agree(10, check=lambda v: all(n in v for n in names))
+    cid = metadata(c.node(1))["cluster_id"]
+    q = wait_voters_caught_up(c, [1, 2, 3], 15)
+
+    for n in c.nodes.values():
+        n.kill9()
+    c.start()
+    after = c.wait_agree(15, check=lambda v: all(n in v for n in names))
+    for name in names:
+        assert after[name][0] == before[name][0], "topic %s: id %s before, %s after" % (
+            name, before[name][0], after[name][0])
+        assert [p[0] for p in after[name][1]] == [p[0] for p in before[name][1]]
+    assert {metadata(n)["cluster_id"] for n in c.nodes.values()} == {cid}
+    new_leader, new_epoch = c.wait_leader(10)
+    assert new_epoch > q["epoch"]
+    for n in c.nodes.values():
+        err, cfg = topic_configs(n, names[0])
+        assert err == 0 and cfg.get("cleanup.policy", (None,))[0] == "compact", "node %d: %r" % (
+            n.node_id, cfg.get("cleanup.policy"))
+    q = wait_voters_caught_up(c, [1, 2, 3], 15)
+    for n in c.nodes.values():
+        n.stop()
+    assert_metadata_logs_agree(c, q["high_watermark"])
 
 
 # ---- 4. SIGSTOP of the leader ---------------------------------------------------------
