@@ -74,6 +74,9 @@ const struct tm_api_handler *dispatch_api_at(int i)
 	return &handlers[i];
 }
 
+/* With error_code UNSUPPORTED_VERSION the list holds only ApiVersions
+ * itself, as Kafka answers (KIP-511): the client learns which versions of
+ * ApiVersions to retry with. */
 static void encode_api_versions(struct tm_req *req, int16_t version, int16_t error_code, bool controller_only)
 {
 	struct kafka_api_versions_response resp;
@@ -85,6 +88,8 @@ static void encode_api_versions(struct tm_req *req, int16_t version, int16_t err
 	for (int i = 0; resp.api_keys && i < n; i++) {
 		const struct tm_api_handler *h = dispatch_api_at(i);
 		if (controller_only && !h->controller_listener)
+			continue;
+		if (error_code && h->api_key != KAFKA_API_API_VERSIONS)
 			continue;
 		struct kafka_api_versions_response_api_version *k = &resp.api_keys[resp.api_keys_count++];
 		k->api_key = h->api_key;
