@@ -915,30 +915,6 @@ void api_delete_groups(struct tm_req *req)
 
 /* ---- OffsetDelete ------------------------------------------------------------------------------ */
 
-/* Does any member's ConsumerProtocolSubscription (int16 version, then an
- * array of int16-length topic names) name `topic`? */
-static bool group_subscribed(const struct gc_group *g, struct kstr topic)
-{
-	for (int32_t i = 0; i < g->sm.n_members; i++) {
-		const uint8_t *md;
-		int32_t len;
-		gsm_member_metadata(&g->sm, g->sm.members[i], &md, &len);
-		if (!md || len < 6)
-			continue;
-		struct tm_rd r;
-		rd_init(&r, md, (size_t)len);
-		rd_i16(&r);
-		int32_t n = rd_i32(&r);
-		for (int32_t k = 0; k < n && !r.err; k++) {
-			int16_t tl = rd_i16(&r);
-			const uint8_t *name = tl >= 0 ? rd_take(&r, (size_t)tl) : NULL;
-			if (name && tl == topic.len && !memcmp(name, topic.ptr, (size_t)tl))
-				return true;
-		}
-	}
-	return false;
-}
-
 struct odel_op {
 	struct tm_req *req;
 	struct kafka_offset_delete_response out;
@@ -1007,7 +983,7 @@ void api_offset_delete(struct tm_req *req)
 			return;
 		}
 		struct tm_topic *tt = t->name.len > 0 ? topic_by_name(b, t->name.ptr, (size_t)t->name.len) : NULL;
-		bool subscribed = g->sm.state != GSM_EMPTY && group_subscribed(g, t->name);
+		bool subscribed = g->sm.state != GSM_EMPTY && groups_subscribed(g, t->name);
 		for (int32_t k = 0; k < np; k++) {
 			int32_t pi = t->partitions[k].partition_index;
 			ot->partitions[k].partition_index = pi;

@@ -618,7 +618,8 @@ void groups_write_offsets(struct tm_broker *b, struct gc_group *g, struct gc_com
 		for (int i = 0; i < n; i++)
 			if (c[i].error == TM_ERR_NONE)
 				c[i].error = TM_ERR_COORDINATOR_NOT_AVAILABLE;
-		cb(b, arg, TM_ERR_COORDINATOR_NOT_AVAILABLE);
+		if (cb)
+			cb(b, arg, TM_ERR_COORDINATOR_NOT_AVAILABLE);
 		return;
 	}
 	wr->n_commits = n;
@@ -653,7 +654,8 @@ void groups_delete_group(struct tm_broker *b, struct gc_group *g, groups_write_c
 	struct tm_group_coordinator *gc = gc_of(b);
 	struct gc_write *wr = write_new(gc, g->part, g->sm.group_id);
 	if (!wr) {
-		cb(b, arg, TM_ERR_COORDINATOR_NOT_AVAILABLE);
+		if (cb)
+			cb(b, arg, TM_ERR_COORDINATOR_NOT_AVAILABLE);
 		return;
 	}
 	wr->delete_group = true;
@@ -1060,14 +1062,44 @@ struct gc_expire {
 /* offsets.retention.minutes (KIP-211): an empty consumer group's offsets all
  * expire once it has been empty that long; a group without a protocol
  * (offsets only) expires each offset that long after its commit. */
+bool groups_subscribed(const struct gc_group *g, struct kstr topic)
+{
+	for (int32_t i = 0; i < g->sm.n_members; i++) {
+		const uint8_t *md;
+		int32_t len;
+		gsm_member_metadata(&g->sm, g->sm.members[i], &md, &len);
+		if (!md || len < 6)
+			continue;
+		struct tm_rd r;
+		rd_init(&r, md, (size_t)len);
+		rd_i16(&r); /* ConsumerProtocolSubscription version */
+		int32_t n = rd_i32(&r);
+		for (int32_t k = 0; k < n && !r.err; k++) {
+			int16_t tl = rd_i16(&r);
+			const uint8_t *name = tl >= 0 ? rd_take(&r, (size_t)tl) : NULL;
+			if (name && tl == topic.len && !memcmp(name, topic.ptr, (size_t)tl))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* offsets.retention.minutes (KIP-211 / KIP-496):
+ *   - an Empty consumer group loses all its offsets, and is removed, once it
+ *     has been empty that long;
+ *   - a group without a protocol (offsets only) expires each offset that
+ *     long after its commit, and is removed when none is left;
+ *   - an active "consumer" group expires offsets of topics no member
+ *     subscribes to, that long after their commit;
+ * and offsets of topics that no longer exist go at once. */
 static void expire_group(struct tm_group_coordinator *gc, struct gc_group *g, int64_t now_wall)
 {
 	int64_t retention_ms = gc->b->cfg.offsets_retention_minutes * 60000;
-	if (g->sm.state != GSM_EMPTY || g->inflight)
+	if (g->inflight || g->sm.state == GSM_DEAD)
 		return;
-	bool whole = g->sm.protocol_type != NULL;
-	if (whole && now_wall - g->empty_since_ms < retention_ms)
-		return;
+	bool empty = g->sm.state == GSM_EMPTY;
+	bool consumer = g->sm.protocol_type && !strcmp(g->sm.protocol_type, "consumer");
+	bool whole = empty && g->sm.protocol_type && now_wall - g->empty_since_ms >= retention_ms;
 	int n = 0;
 	struct gc_commit *c = calloc(offsets_count(g) + 1, sizeof(*c));
 	if (!c)
@@ -1077,20 +1109,27 @@ static void expire_group(struct tm_group_coordinator *gc, struct gc_group *g, in
 			continue;
 		struct gc_offset *o = g->offsets.slots[i].value;
 		int64_t exp = o->expire_ms >= 0 ? o->expire_ms : o->commit_ms + retention_ms;
-		if (whole || now_wall >= exp) {
+		bool gone = !md_topic_by_name(&gc->b->md, o->topic, strlen(o->topic));
+		bool expired;
+		if (empty)
+			expired = whole || (!g->sm.protocol_type && now_wall >= exp);
+		else
+			expired = consumer && now_wall >= exp && !groups_subscribed(g, kstr_c(o->topic));
+		if (gone || expired) {
 			c[n].topic = kstr_c(o->topic);
 			c[n].partition = o->partition;
 			n++;
 		}
 	}
-	if (n == (int)offsets_count(g)) {
+	if (empty && n == (int)offsets_count(g) && (whole || !g->sm.protocol_type)) {
 		tm_info("groups", "group %s: empty past offsets.retention.minutes; removing it", g->sm.group_id);
 		free(c);
 		groups_delete_group(gc->b, g, NULL, NULL);
 		return;
 	}
 	if (n) {
-		tm_info("groups", "group %s: %d committed offsets expired", g->sm.group_id, n);
+		tm_info("groups", "group %s: %d committed offsets expired (retention or deleted topic)", g->sm.group_id,
+			n);
 		groups_write_offsets(gc->b, g, c, n, true, NULL, NULL);
 	}
 	free(c);

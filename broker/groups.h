@@ -99,6 +99,9 @@ void groups_maybe_drop(struct tm_broker *b, struct gc_group *g);
  * tm_req); implemented in api_groups.c. */
 void api_groups_join_done(void *waiter, const struct gsm_group *g, const struct gsm_join_result *r);
 void api_groups_sync_done(void *waiter, const struct gsm_sync_result *r);
+/* Does any member's ConsumerProtocolSubscription (the metadata of the
+ * selected protocol of a "consumer" group) name the topic? */
+bool groups_subscribed(const struct gc_group *g, struct kstr topic);
 /* Iteration over the groups of loaded partitions. */
 void groups_foreach(struct tm_broker *b, void (*fn)(struct gc_group *g, void *arg), void *arg);
 

@@ -478,3 +478,42 @@ def test_rebalance_time_three_members_twelve_partitions(broker, workers):
             w.stop()
     print("\nrebalance of a 3-member group on 12 partitions (third member start -> all assigned), "
           "target %s: %s s" % (broker.target, ", ".join("%.2f" % t for t in times)))
+
+
+def test_offsets_retention_and_deleted_topics(request):
+    """offsets.retention.minutes=1: a group that only stores offsets loses
+    them (and disappears from --list) a minute after the commit; offsets of
+    a deleted topic go right away.  Uses a broker of its own."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from conftest import TARGET, Broker
+    from tmhelp import admin
+
+    br = Broker(TARGET, {"offsets.retention.minutes": "1", "offsets.retention.check.interval.ms": "1000"})
+    request.addfinalizer(br.cleanup)
+    br.start()
+    b = br.bootstrap
+    keep, gone = unique_topic("grp-ret"), unique_topic("grp-del")
+    create_topic(b, keep, partitions=1)
+    create_topic(b, gone, partitions=1)
+    g_old = "g-ret-" + uuid.uuid4().hex[:6]
+    g_del = "g-del-" + uuid.uuid4().hex[:6]
+    for g, t in ((g_old, keep), (g_del, keep), (g_del, gone)):
+        c = Consumer({"bootstrap.servers": b, "group.id": g})
+        c.commit(offsets=[TopicPartition(t, 0, 7)], asynchronous=False)
+        c.close()
+    a = admin(b)
+
+    def offsets(g):
+        f = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)])
+        res = f[g].result(timeout=30)
+        return {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions if tp.offset >= 0}
+
+    assert offsets(g_del) == {(keep, 0): 7, (gone, 0): 7}
+    a.delete_topics([gone], operation_timeout=30)[gone].result(timeout=30)
+    wait_for(lambda: offsets(g_del) == {(keep, 0): 7}, 30, "offsets of the deleted topic removed")
+
+    def listed():
+        return {g.group_id for g in a.list_consumer_groups().result(timeout=30).valid}
+    assert g_old in listed()
+    wait_for(lambda: not offsets(g_old), 100, "offsets expired after offsets.retention.minutes", interval=2)
+    wait_for(lambda: g_old not in listed(), 30, "expired group gone from the group list")
