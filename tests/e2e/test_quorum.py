@@ -266,9 +266,9 @@ def test_topic_changes_through_followers_reach_every_node(cluster):
     c.wait_agree(10, check=lambda v: b not in v)
 
 
-def test_configs_and_auto_created_topics_through_followers(cluster):
-    """A topic config set through one follower, and a topic auto-created by
-    a Metadata request to another, are seen by every node."""
+def test_topic_config_through_a_follower_reaches_every_node(cluster):
+    """A topic config set through one follower is shown by every node's
+    DescribeConfigs."""
     c = cluster
     leader, _ = c.wait_leader(10)
     f1, f2 = others(c, leader)
@@ -288,12 +288,69 @@ def test_configs_and_auto_created_topics_through_followers(cluster):
             sorted(pending), nid, cfg.get("retention.ms"))
         time.sleep(0.1)
 
-    auto = unique_topic("quorum-auto")
-    md = metadata(f1, [auto], auto_create=True)
-    assert md["topics"][0]["name"] == auto, md
-    assert md["topics"][0]["error"] in (0, 5), "auto-create through node %d: %r" % (f1.node_id, md["topics"])  # 5: LEADER_NOT_AVAILABLE
-    tid, parts = wait_topic_everywhere(c, auto, 1, 10)
-    assert parts[0][2] == (parts[0][1],), "auto-created topic uses default.replication.factor=1: %r" % (parts,)
+
+def test_auto_create_through_a_follower_answers_with_the_topic(cluster):
+    """Metadata with allow_auto_topic_creation sent to a follower: the
+    answer has the new topic (error 0, a topic id, its partition) or, as
+    Kafka answers while a creation is under way, LEADER_NOT_AVAILABLE (5);
+    never UNKNOWN_TOPIC_OR_PARTITION for a topic that now exists.  Ten
+    topics, since whether the follower has applied the creation when it
+    answers is a race."""
+    c = cluster
+    leader, _ = c.wait_leader(10)
+    f1 = others(c, leader)[0]
+    answers = {}
+    for _ in range(10):
+        name = unique_topic("quorum-auto")
+        t = metadata(f1, [name], auto_create=True)["topics"]
+        assert len(t) == 1 and t[0]["name"] == name, t
+        answers[name] = (t[0]["error"], t[0]["id"], len(t[0]["partitions"]))
+    for name in answers:
+        _, parts = wait_topic_everywhere(c, name, 1, 10)
+        assert parts[0][2] == (parts[0][1],), "auto-created %s: default.replication.factor=1: %r" % (name, parts)
+    bad = {n: a for n, a in answers.items()
+           if not (a[0] == 5 or (a[0] == 0 and a[1] != "AAAAAAAAAAAAAAAAAAAAAA" and a[2] == 1))}
+    assert not bad, ("%d of %d auto-creating Metadata answers from follower %d were wrong (error, topic id, "
+                     "partitions): %r" % (len(bad), len(answers), f1.node_id, bad))
+
+
+def test_node_of_another_cluster_cannot_depose_the_leader(make_cluster):
+    """Node 3's storage belongs to another cluster (a one-node cluster it
+    ran in, up to epoch >= 3).  Started with this cluster's voters, its
+    answers carry INCONSISTENT_CLUSTER_ID; nodes 1 and 2 must not take the
+    epoch or leader those answers name: their leader stays, in its epoch,
+    and node 3 never serves clients."""
+    c = make_cluster(3, start=False)
+    n3 = c.node(3)
+    n3.overrides = {"controller.quorum.voters": "3@127.0.0.1:%d" % n3.cport}
+    for _ in range(3):
+        n3.start()
+        n3.stop()
+    foreign_epoch = max(e for _, _, e, _ in n3.roles())
+    n3.overrides = {}
+    for i in (1, 2):
+        c.node(i).start(wait=False)
+    for i in (1, 2):
+        c.node(i).wait_serving(30, brokers=[1, 2])
+    leader, epoch = c.wait_leader(10)
+    assert epoch < foreign_epoch, "this cluster's epoch %d, node 3's %d: no test" % (epoch, foreign_epoch)
+    roles_before = {i: len(c.node(i).roles()) for i in (1, 2)}
+
+    n3.start(wait=False)
+    time.sleep(3 * FETCH_TIMEOUT_MS / 1000)
+    assert n3.running(), "node 3 exited:\n%s" % n3.log_tail()
+    changes = {i: c.node(i).roles()[roles_before[i]:] for i in (1, 2)}
+    assert not any(changes.values()), ("a node of another cluster (epoch %d) changed the roles of this cluster's "
+                                       "nodes (leader %d, epoch %d): %r" % (foreign_epoch, leader, epoch, changes))
+    assert c.wait_leader(5) == (leader, epoch)
+    for i in (1, 2):
+        assert [b[0] for b in metadata(c.node(i))["brokers"]] == [1, 2]
+    try:
+        with rawkafka.Conn(n3.host, n3.port, timeout=2):
+            serving = True
+    except OSError:
+        serving = False
+    assert not serving, "node 3, of another cluster, opened its client port"
 
 
 # ---- 3. kill -9 of the active controller ----------------------------------------------
@@ -511,9 +568,9 @@ def test_bad_identity_refuses_to_start(make_cluster):
 
 # ---- 6. measurements -----------------------------------------------------------------------
 def test_measure_failover_and_propagation(make_cluster):
-    """Prints: kill -9 of the leader -> new leader (from the log lines and
-    from polling DescribeQuorum), and CreateTopics -> visible in all three
-    nodes' Metadata.  Nothing here is asserted about time."""
+    """Prints: kill -9 (and SIGTERM) of the leader -> new leader (from the
+    log lines and from polling DescribeQuorum), and CreateTopics -> visible
+    in all three nodes' Metadata.  Nothing here is asserted about time."""
     c = make_cluster(3)
     nodes = list(c.nodes.values())
 
@@ -535,15 +592,20 @@ def test_measure_failover_and_propagation(make_cluster):
         prop.append(((t_ack - t0) * 1000, (time.monotonic() - t0) * 1000))
 
     failover = []
-    for _ in range(3):
+    graceful = []
+    for cycle in range(6):
         leader, epoch = c.wait_leader(10)
         wait_voters_caught_up(c, [1, 2, 3], 15)
-        t_kill = c.node(leader).kill9()
+        if cycle % 2 == 0:
+            t_kill = c.node(leader).kill9()
+        else:
+            t_kill = time.time()
+            c.node(leader).stop()
         new_leader, new_epoch = c.wait_leader(20, not_id=leader, min_epoch=epoch + 1)
         t_seen = time.time()
         logged = min(t for n in others(c, leader) for t, role, e, _ in n.roles()
                      if role == "leader" and e == new_epoch)
-        failover.append(((logged - t_kill) * 1000, (t_seen - t_kill) * 1000))
+        (failover if cycle % 2 == 0 else graceful).append(((logged - t_kill) * 1000, (t_seen - t_kill) * 1000))
         c.node(leader).start()
 
     def fmt(xs):
@@ -554,3 +616,5 @@ def test_measure_failover_and_propagation(make_cluster):
                                                                           len(failover)))
     print("kill -9 of the leader -> new leader seen by DescribeQuorum: %s (n=%d)" % (
         fmt([b for _, b in failover]), len(failover)))
+    print("SIGTERM of the leader -> new leader elected (log): %s (n=%d)" % (fmt([a for a, _ in graceful]),
+                                                                          len(graceful)))
