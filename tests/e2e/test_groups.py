@@ -517,3 +517,132 @@ def test_offsets_retention_and_deleted_topics(request):
     assert g_old in listed()
     wait_for(lambda: not offsets(g_old), 100, "offsets expired after offsets.retention.minutes", interval=2)
     wait_for(lambda: g_old not in listed(), 30, "expired group gone from the group list")
+
+
+# ---- the protocol as a client library sees it (raw requests) ----------------
+
+def _find_coordinator(conn, group):
+    """FindCoordinator v1 until it answers; returns (host, port)."""
+    from rawkafka import Writer
+    deadline = time.monotonic() + 30
+    while True:
+        r = conn.request(10, 1, Writer().string(group).i8(0).build())
+        r.i32()
+        err = r.i16()
+        r.string()
+        node, host, port = r.i32(), r.string(), r.i32()
+        if err == 0:
+            return host, port
+        assert err == 15, "FindCoordinator error %d" % err  # COORDINATOR_NOT_AVAILABLE: retry
+        assert time.monotonic() < deadline, "no coordinator within 30 s"
+        time.sleep(0.2)
+
+
+def _join(conn, group, member_id, session_ms=10000, instance=None, protocols=(("range", b"meta"),)):
+    """JoinGroup v5; returns (error, generation, protocol, leader, member_id, [member ids])."""
+    from rawkafka import Writer
+    w = Writer().string(group).i32(session_ms).i32(10000).string(member_id).string(instance).string("consumer")
+    w.i32(len(protocols))
+    for name, meta in protocols:
+        w.string(name).bytes_(meta)
+    r = conn.request(11, 5, w.build())
+    r.i32()
+    err, gen, proto, leader, mid = r.i16(), r.i32(), r.string(), r.string(), r.string()
+    members = []
+    for _ in range(r.i32()):
+        members.append(r.string())
+        r.string()
+        r.take(r.i32())
+    return err, gen, proto, leader, mid, members
+
+
+def _join_first(conn, group, **kw):
+    """The first JoinGroup of a group, retried while the coordinator is
+    still starting (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
+    COORDINATOR_NOT_AVAILABLE), as client libraries do."""
+    deadline = time.monotonic() + 30
+    while True:
+        res = _join(conn, group, "", **kw)
+        if res[0] not in (14, 15, 16) or time.monotonic() > deadline:
+            return res
+        time.sleep(0.2)
+
+
+def _heartbeat(conn, group, gen, member_id):
+    from rawkafka import Writer
+    r = conn.request(12, 3, Writer().string(group).i32(gen).string(member_id).string(None).build())
+    r.i32()
+    return r.i16()
+
+
+def _sync(conn, group, gen, member_id, assignments):
+    from rawkafka import Writer
+    w = Writer().string(group).i32(gen).string(member_id).string(None).i32(len(assignments))
+    for m, a in assignments:
+        w.string(m).bytes_(a)
+    r = conn.request(14, 3, w.build())
+    r.i32()
+    err = r.i16()
+    n = r.i32()
+    return err, (r.take(n) if n >= 0 else None)
+
+
+def _leave(conn, group, members):
+    """LeaveGroup v3 (batched); returns (top error, [member errors])."""
+    from rawkafka import Writer
+    w = Writer().string(group).i32(len(members))
+    for m, inst in members:
+        w.string(m).string(inst)
+    r = conn.request(13, 3, w.build())
+    r.i32()
+    top = r.i16()
+    errs = []
+    for _ in range(r.i32()):
+        r.string()
+        r.string()
+        errs.append(r.i16())
+    return top, errs
+
+
+def test_group_protocol_error_codes(broker):
+    """What a client library sees at each step, with Kafka's error codes:
+    the MEMBER_ID_REQUIRED handshake, generations, unknown members, session
+    timeout bounds, static member fencing and batched LeaveGroup."""
+    import rawkafka
+    b = broker
+    group = "g-raw-" + uuid.uuid4().hex[:6]
+    with rawkafka.Conn(b.host, b.port) as boot:
+        host, port = _find_coordinator(boot, group)
+    with rawkafka.Conn(host, port, timeout=30) as c:
+        err, gen, _, _, mid, _ = _join_first(c, group)
+        assert err == 79 and mid.startswith("tm-e2e-raw-") and gen == -1, (err, mid, gen)  # MEMBER_ID_REQUIRED
+        err, gen, proto, leader, mid2, members = _join(c, group, mid)
+        assert (err, proto, leader, mid2, members) == (0, "range", mid, mid, [mid]) and gen >= 1
+        assert _heartbeat(c, group, gen, mid) == 0
+        assert _heartbeat(c, group, gen + 5, mid) == 22          # ILLEGAL_GENERATION
+        assert _heartbeat(c, group, gen, "nobody") == 25         # UNKNOWN_MEMBER_ID
+        assert _sync(c, group, gen + 1, mid, []) == (22, b"")
+        assert _sync(c, group, gen, mid, [(mid, b"assign-1")]) == (0, b"assign-1")
+        assert _join(c, group, "", session_ms=1000)[0] == 26      # INVALID_SESSION_TIMEOUT
+        assert _join(c, group, "", protocols=(("sticky", b""),))[0] == 23  # INCONSISTENT_GROUP_PROTOCOL
+        assert _join(c, group, "someone-else")[0] == 25
+        assert _heartbeat(c, "no-group-" + uuid.uuid4().hex[:6], 1, "x") in (25, 69)
+        top, errs = _leave(c, group, [(mid, None), ("nobody", None)])
+        assert (top, errs) == (0, [0, 25])
+        assert _heartbeat(c, group, gen, mid) == 25
+
+    # static members: a second process with the same instance id fences the first
+    sgroup = "g-rawstatic-" + uuid.uuid4().hex[:6]
+    with rawkafka.Conn(b.host, b.port) as boot:
+        host, port = _find_coordinator(boot, sgroup)
+    with rawkafka.Conn(host, port, timeout=30) as c:
+        err, gen, _, _, first, _ = _join_first(c, sgroup, instance="inst-1")
+        assert err == 0 and first.startswith("inst-1-")
+        assert _sync(c, sgroup, gen, first, [(first, b"a")])[0] == 0
+        err, gen2, _, _, second, _ = _join(c, sgroup, "", instance="inst-1")
+        assert err == 0 and second != first and gen2 == gen
+        from rawkafka import Writer
+        r = c.request(12, 3, Writer().string(sgroup).i32(gen).string(first).string("inst-1").build())
+        r.i32()
+        assert r.i16() == 82  # FENCED_INSTANCE_ID
+        assert _leave(c, sgroup, [("", "inst-1")]) == (0, [0])
