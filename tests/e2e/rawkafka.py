@@ -202,14 +202,16 @@ def _record(offset_delta, ts_delta, key, value, headers):
     return Writer().varint(len(b)).raw(b).build()
 
 
-def record_batch(records, base_ts_ms=None):
+def record_batch(records, base_ts_ms=None, producer_id=-1, producer_epoch=-1, base_sequence=-1):
     """records: list of (key bytes|None, value bytes|None, [(hkey, hval)]).
-    Returns an uncompressed magic-2 batch with a correct CRC-32C."""
+    Returns an uncompressed magic-2 batch with a correct CRC-32C; with a
+    producer id it is an idempotent batch starting at base_sequence."""
     if base_ts_ms is None:
         base_ts_ms = int(time.time() * 1000)
     recs = b"".join(_record(i, 0, k, v, h) for i, (k, v, h) in enumerate(records))
     after_crc = (Writer().i16(0).i32(len(records) - 1).i64(base_ts_ms).i64(base_ts_ms)
-                 .i64(-1).i16(-1).i32(-1).i32(len(records)).raw(recs).build())
+                 .i64(producer_id).i16(producer_epoch).i32(base_sequence).i32(len(records))
+                 .raw(recs).build())
     crc = crc32c(after_crc)
     tail = Writer().i32(-1).i8(2).u32(crc).raw(after_crc).build()
     return Writer().i64(0).i32(len(tail)).raw(tail).build()
@@ -347,9 +349,13 @@ def metadata_brokers(conn):
 
 
 def produce_v7(conn, topic, partition, batch, acks=-1, timeout_ms=10000):
-    """Produce v7 (non-flexible).  Returns (error_code, base_offset)."""
+    """Produce v7 (non-flexible).  Returns (error_code, base_offset); with
+    acks=0 the broker sends no response, so this returns None after sending."""
     body = (Writer().string(None).i16(acks).i32(timeout_ms).i32(1).string(topic)
             .i32(1).i32(partition).bytes_(batch).build())
+    if acks == 0:
+        conn.send(API_PRODUCE, 7, body)
+        return None
     r = conn.request(API_PRODUCE, 7, body)
     assert r.i32() == 1, "one topic in the produce response"
     r.string()
@@ -374,4 +380,58 @@ def create_topics_v4(conn, names, partitions=1, replication=1, timeout_ms=10000)
         err = r.i16()
         msg = r.string()
         out[name] = (err, msg)
+    return out
+
+
+API_INIT_PRODUCER_ID = 22
+ERR_OFFSET_OUT_OF_RANGE = 1
+ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
+ERR_OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+
+
+def init_producer_id_v1(conn):
+    """InitProducerId v1 (non-flexible) for an idempotent, non-transactional
+    producer.  Returns (error_code, producer_id, producer_epoch)."""
+    r = conn.request(API_INIT_PRODUCER_ID, 1, Writer().string(None).i32(60000).build())
+    r.i32()  # throttle_time_ms
+    return r.i16(), r.i64(), r.i16()
+
+
+def fetch_v4(conn, topic, partition, offset, max_bytes=1 << 20, partition_max_bytes=1 << 20,
+             max_wait_ms=100, min_bytes=1):
+    """Fetch v4 (non-flexible, by topic name, read_uncommitted).  Returns
+    (error_code, high_watermark, records bytes)."""
+    body = (Writer().i32(-1).i32(max_wait_ms).i32(min_bytes).i32(max_bytes).i8(0)
+            .i32(1).string(topic).i32(1).i32(partition).i64(offset).i32(partition_max_bytes).build())
+    r = conn.request(API_FETCH, 4, body)
+    r.i32()  # throttle_time_ms
+    assert r.i32() == 1, "one topic in the fetch response"
+    r.string()
+    assert r.i32() == 1, "one partition in the fetch response"
+    r.i32()
+    err = r.i16()
+    hw = r.i64()
+    r.i64()  # last_stable_offset
+    n_aborted = r.i32()
+    for _ in range(max(n_aborted, 0)):
+        r.i64()
+        r.i64()
+    n = r.i32()
+    records = b"" if n < 0 else r.take(n)
+    return err, hw, records
+
+
+def batches(records):
+    """Splits fetched bytes into (base_offset, record_count, batch bytes);
+    a partial batch at the end is left out, as clients do."""
+    out = []
+    pos = 0
+    while pos + 61 <= len(records):
+        base, length = struct.unpack(">qi", records[pos:pos + 12])
+        end = pos + 12 + length
+        if end > len(records):
+            break
+        count = struct.unpack(">i", records[pos + 57:pos + 61])[0]
+        out.append((base, count, records[pos:end]))
+        pos = end
     return out

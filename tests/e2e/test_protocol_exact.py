@@ -1,0 +1,129 @@
+"""Exact protocol behaviour that clients depend on, checked with raw
+requests: acks=0 gets no response, ApiVersions v3 answers with response
+header v0, idempotent duplicates get their original offset and gaps
+OUT_OF_ORDER_SEQUENCE_NUMBER, Fetch returns a first batch larger than
+max_bytes (KIP-74), OFFSET_OUT_OF_RANGE past the log end, and Produce to an
+unknown topic or partition fails without creating anything."""
+import struct
+import time
+
+import rawkafka
+from rawkafka import Conn, Reader, Writer
+from tmhelp import create_topic, unique_topic
+
+
+def conn(broker):
+    return Conn(broker.host, broker.port, timeout=15)
+
+
+def test_api_versions_v3_has_response_header_v0_and_parses_exactly(broker):
+    with conn(broker) as c:
+        body = Writer().compact_string("tm-e2e").compact_string("1.0").tags().build()
+        corr = c.send(rawkafka.API_API_VERSIONS, 3, body, flexible=True)
+        frame = c.recv_frame()
+    r = Reader(frame)
+    assert r.i32() == corr
+    # No tagged-field byte after the correlation id: the body starts here.
+    assert r.i16() == 0, "error code"
+    keys = {}
+    for _ in range(r.uvarint() - 1):
+        k, lo, hi = r.i16(), r.i16(), r.i16()
+        r.skip_tags()
+        keys[k] = (lo, hi)
+    r.i32()  # throttle_time_ms
+    r.skip_tags()
+    assert r.remaining() == 0, "%d bytes left after the ApiVersions v3 body" % r.remaining()
+    assert keys[rawkafka.API_API_VERSIONS][1] >= 3
+    assert keys[rawkafka.API_PRODUCE][0] <= 3 <= keys[rawkafka.API_PRODUCE][1]
+
+
+def test_acks_0_produce_gets_no_response(broker):
+    topic = unique_topic("acks0")
+    create_topic(broker.bootstrap, topic)
+    with conn(broker) as c:
+        rawkafka.produce_v7(c, topic, 0, rawkafka.record_batch([(None, b"fire-and-forget", [])]), acks=0)
+        corr = c.send(rawkafka.API_API_VERSIONS, 0, b"")
+        frame = c.recv_frame()
+        got = struct.unpack(">i", frame[:4])[0]
+        assert got == corr, "first response has correlation id %d: the acks=0 produce (id %d) was answered" % (
+            got, corr - 1)
+        err, hw, records = rawkafka.fetch_v4(c, topic, 0, 0, max_wait_ms=2000)
+    assert (err, hw) == (0, 1)
+    assert [(b, n) for b, n, _ in rawkafka.batches(records)] == [(0, 1)]
+
+
+def test_idempotent_duplicate_gets_original_offset_and_gap_is_out_of_order(broker):
+    topic = unique_topic("idem-raw")
+    create_topic(broker.bootstrap, topic)
+    recs = [(b"k%d" % i, b"v%d" % i, []) for i in range(3)]
+    with conn(broker) as c:
+        # Retriable while the producer-id manager starts (COORDINATOR_LOAD_IN_PROGRESS,
+        # COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR): clients retry, so do we.
+        deadline = time.monotonic() + 20
+        while True:
+            err, pid, epoch = rawkafka.init_producer_id_v1(c)
+            if err not in (14, 15, 16) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert err == 0 and pid >= 0 and epoch >= 0, (err, pid, epoch)
+        first = rawkafka.record_batch(recs, producer_id=pid, producer_epoch=epoch, base_sequence=0)
+        assert rawkafka.produce_v7(c, topic, 0, first) == (0, 0)
+        # The same batch again (a retry): answered with its original offset, not stored twice.
+        assert rawkafka.produce_v7(c, topic, 0, first) == (0, 0), "duplicate batch"
+        second = rawkafka.record_batch(recs, producer_id=pid, producer_epoch=epoch, base_sequence=3)
+        assert rawkafka.produce_v7(c, topic, 0, second) == (0, 3)
+        gap = rawkafka.record_batch(recs, producer_id=pid, producer_epoch=epoch, base_sequence=10)
+        err, _ = rawkafka.produce_v7(c, topic, 0, gap)
+        assert err == rawkafka.ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence gap: error %d, expected 45" % err
+        err, hw, records = rawkafka.fetch_v4(c, topic, 0, 0)
+    assert (err, hw) == (0, 6)
+    assert [(b, n) for b, n, _ in rawkafka.batches(records)] == [(0, 3), (3, 3)]
+
+
+def test_fetch_returns_first_batch_even_if_larger_than_max_bytes(broker):
+    topic = unique_topic("kip74")
+    create_topic(broker.bootstrap, topic)
+    big = bytes(range(256)) * 400  # 100 KiB
+    with conn(broker) as c:
+        assert rawkafka.produce_v7(c, topic, 0, rawkafka.record_batch([(b"big", big, [])])) == (0, 0)
+        assert rawkafka.produce_v7(c, topic, 0, rawkafka.record_batch([(b"small", b"s", [])])) == (0, 1)
+        err, hw, records = rawkafka.fetch_v4(c, topic, 0, 0, max_bytes=1000, partition_max_bytes=1000)
+    assert (err, hw) == (0, 2)
+    got = rawkafka.batches(records)
+    assert got and got[0][:2] == (0, 1), "no complete first batch in %d bytes" % len(records)
+    assert big in got[0][2]
+
+
+def test_fetch_past_log_end_is_offset_out_of_range(broker):
+    topic = unique_topic("oor")
+    create_topic(broker.bootstrap, topic)
+    with conn(broker) as c:
+        for i in range(3):
+            assert rawkafka.produce_v7(c, topic, 0, rawkafka.record_batch([(None, b"x", [])]))[0] == 0
+        err, hw, records = rawkafka.fetch_v4(c, topic, 0, 3, max_wait_ms=10)
+        assert (err, hw, records) == (0, 3, b""), "fetch at the log end"
+        err, hw, _ = rawkafka.fetch_v4(c, topic, 0, 1000, max_wait_ms=10)
+        assert err == rawkafka.ERR_OFFSET_OUT_OF_RANGE, "fetch at 1000 of 3: error %d" % err
+        err, hw, _ = rawkafka.fetch_v4(c, topic, 0, -5, max_wait_ms=10)
+        assert err == rawkafka.ERR_OFFSET_OUT_OF_RANGE, "fetch at -5: error %d" % err
+
+
+def test_produce_to_unknown_topic_or_partition(broker):
+    topic = unique_topic("exists")
+    create_topic(broker.bootstrap, topic)
+    batch = rawkafka.record_batch([(None, b"x", [])])
+    ghost = unique_topic("ghost")
+    with conn(broker) as c:
+        err, _ = rawkafka.produce_v7(c, topic, 7, batch)
+        assert err == rawkafka.ERR_UNKNOWN_TOPIC_OR_PARTITION, "partition 7 of 1: error %d" % err
+        err, _ = rawkafka.produce_v7(c, ghost, 0, batch)
+        assert err == rawkafka.ERR_UNKNOWN_TOPIC_OR_PARTITION, "unknown topic: error %d" % err
+        # Produce does not create topics (only Metadata does, when allowed).
+        r = c.request(rawkafka.API_METADATA, 4, Writer().i32(1).string(ghost).i8(0).build())
+        r.i32()
+        for _ in range(r.i32()):
+            r.i32(), r.string(), r.i32(), r.string()
+        r.string()
+        r.i32()
+        assert r.i32() == 1
+        assert r.i16() == rawkafka.ERR_UNKNOWN_TOPIC_OR_PARTITION, "ghost topic was created by Produce"
