@@ -101,3 +101,28 @@ def test_stored_batches_keep_their_codec(broker):
         assert batches, "no batches in %s" % section[:500]
         want = "compresscodec: %s" % codec
         assert all(want in line.lower() for line in batches), "%s:\n%s" % (codec, section[:1500])
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_log_append_time_topic_stamps_broker_time(broker, codec):
+    """message.timestamp.type=LogAppendTime: consumers see the broker's
+    append time, not the producer's (an hour ago here), and the batch still
+    passes the client's CRC check."""
+    import time
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Producer
+    topic = unique_topic("lat-" + codec)
+    create_topic(broker.bootstrap, topic, config={"message.timestamp.type": "LogAppendTime"})
+    old = int(time.time() * 1000) - 3600 * 1000
+    before = int(time.time() * 1000) - 1000
+    p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 20,
+                  "log_level": 0})
+    for i in range(5):
+        p.produce(topic, b"v%d" % i, timestamp=old + i)
+    assert p.flush(30) == 0
+    after = int(time.time() * 1000) + 1000
+    got = consume(broker.bootstrap, topic, [0], 5, config={"check.crcs": True})
+    stamps = [(m["timestamp_type"], m["timestamp"]) for m in got]
+    assert [m["value"] for m in got] == [b"v%d" % i for i in range(5)]
+    for ttype, ts in stamps:
+        assert ttype == TIMESTAMP_LOG_APPEND_TIME, stamps
+        assert before <= ts <= after, "append time %d not within [%d, %d]" % (ts, before, after)

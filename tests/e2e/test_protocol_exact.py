@@ -127,3 +127,14 @@ def test_produce_to_unknown_topic_or_partition(broker):
         r.i32()
         assert r.i32() == 1
         assert r.i16() == rawkafka.ERR_UNKNOWN_TOPIC_OR_PARTITION, "ghost topic was created by Produce"
+
+
+def test_batch_over_max_message_bytes_is_message_too_large(broker):
+    topic = unique_topic("too-large")
+    create_topic(broker.bootstrap, topic, config={"max.message.bytes": "100000"})
+    with conn(broker) as c:
+        big = rawkafka.record_batch([(None, b"x" * 150000, [])])
+        err, _ = rawkafka.produce_v7(c, topic, 0, big)
+        assert err == 10, "150 kB batch with max.message.bytes=100000: error %d, expected MESSAGE_TOO_LARGE (10)" % err
+        ok = rawkafka.record_batch([(None, b"x" * 50000, [])])
+        assert rawkafka.produce_v7(c, topic, 0, ok) == (0, 0)

@@ -150,3 +150,28 @@ def test_describe_cluster_shows_this_node(broker):
     assert d.cluster_id, "empty cluster id"
     assert [(n.id, n.host, n.port) for n in d.nodes] == [(1, "127.0.0.1", broker.port)]
     assert d.controller is not None and d.controller.id == 1
+
+
+def test_kafka_python_admin_client_create_describe_delete(broker):
+    """kafka-python's own admin client (PyPI) picks other request versions
+    than librdkafka; the same operations work and fail the same way."""
+    import kafka.errors
+    from kafka.admin import ConfigResource as KConfigResource, ConfigResourceType
+    from kafka.admin import KafkaAdminClient, NewTopic as KNewTopic
+    ka = KafkaAdminClient(bootstrap_servers=[broker.bootstrap], request_timeout_ms=20000)
+    try:
+        name = unique_topic("kpy-admin")
+        ka.create_topics([KNewTopic(name, 2, 1, topic_configs={"retention.ms": "123456789"})])
+        wait_for_metadata(broker.bootstrap, name, 2)
+        assert name in ka.list_topics()
+        with pytest.raises(kafka.errors.TopicAlreadyExistsError):
+            ka.create_topics([KNewTopic(name, 2, 1)])
+        with pytest.raises(kafka.errors.InvalidReplicationFactorError):
+            ka.create_topics([KNewTopic(unique_topic("kpy-rf3"), 1, 3)])
+        desc = ka.describe_configs([KConfigResource(ConfigResourceType.TOPIC, name)])
+        text = repr(desc)
+        assert "123456789" in text, text[:2000]
+        ka.delete_topics([name])
+        wait_for(lambda: name not in ka.list_topics(), T, "kafka-python: topic deleted")
+    finally:
+        ka.close()

@@ -148,7 +148,7 @@ def consume(bootstrap, topic, partitions, count, timeout=60, config=None):
                 raise AssertionError("consume error: %s" % m.error())
             out.append({"partition": m.partition(), "offset": m.offset(), "key": m.key(),
                         "value": m.value(), "headers": m.headers() or [],
-                        "timestamp": m.timestamp()[1]})
+                        "timestamp": m.timestamp()[1], "timestamp_type": m.timestamp()[0]})
         assert len(out) >= count, "read %d of %d records from %s within %ss" % (
             len(out), count, topic, timeout)
         return out
