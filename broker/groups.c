@@ -1247,12 +1247,24 @@ void groups_tick(struct tm_broker *b, int64_t now_ms)
 	if (!gc)
 		return;
 	sync_partitions(gc);
-	for (size_t i = 0; i < gc->groups.cap; i++) {
-		if (!gc->groups.slots[i].key)
+	for (size_t i = 0; i < gc->groups.cap;) {
+		if (!gc->groups.slots[i].key) {
+			i++;
 			continue;
+		}
 		struct gc_group *g = gc->groups.slots[i].value;
-		if (g->part < gc->n_parts && gc->parts[g->part].state == GCP_LOADED && gsm_next_deadline(&g->sm) <= now_ms)
+		if (g->part >= gc->n_parts || gc->parts[g->part].state != GCP_LOADED) {
+			i++;
+			continue;
+		}
+		if (gsm_next_deadline(&g->sm) <= now_ms)
 			gsm_tick(&gc->ctx, &g->sm, now_ms);
+		/* A join that only got MEMBER_ID_REQUIRED created the group; once
+		 * the pending id expired it holds nothing. */
+		size_t before = gc->groups.count;
+		groups_maybe_drop(b, g);
+		if (gc->groups.count == before)
+			i++;
 	}
 	int64_t wall = tm_wall_ms();
 	if (wall - gc->last_expire_ms >= b->cfg.offsets_retention_check_interval_ms) {
