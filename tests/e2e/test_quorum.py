@@ -11,6 +11,7 @@ Measurements (failover and propagation times) are printed, not asserted:
     sh tests/e2e/run.sh tests/e2e/test_quorum.py -k measure -s
 """
 import statistics
+import threading
 import time
 
 import pytest
@@ -474,6 +475,79 @@ def test_whole_cluster_kill_9_keeps_metadata(make_cluster):
     assert_metadata_logs_agree(c, q["high_watermark"])
 
 
+def test_acknowledged_creates_survive_leader_kills(make_cluster):
+    """A client creates topics through every node in turn while the leader
+    is killed twice and restarted: every CreateTopics that was acknowledged
+    is on every node afterwards, and the nodes' metadata logs agree."""
+    c = make_cluster(3)
+    acked, failed = [], []
+    stop = threading.Event()
+
+    def client():
+        i = 0
+        while not stop.is_set():
+            n = c.node(i % 3 + 1)
+            i += 1
+            name = unique_topic("churn")
+            try:
+                err = create_topic(n, name, 1, 3, timeout=10)[0]
+            except (OSError, rawkafka.ShortRead, ConnectionError) as e:
+                err = type(e).__name__
+            (acked if err == 0 else failed).append((name, n.node_id, err))
+            if err != 0:
+                time.sleep(0.05)
+
+    th = threading.Thread(target=client, daemon=True)
+    th.start()
+    try:
+        for _ in range(2):
+            time.sleep(0.5)
+            leader, epoch = c.wait_leader(10)
+            c.node(leader).kill9()
+            c.wait_leader(20, not_id=leader, min_epoch=epoch + 1)
+            time.sleep(0.5)
+            c.node(leader).start()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        th.join(30)
+    assert not th.is_alive(), "the client thread did not stop"
+    print("\n%d CreateTopics acknowledged, %d not (e.g. %r)" % (len(acked), len(failed), failed[:3]))
+    assert len(acked) >= 5, "too few acknowledged creates to check anything: %d (failed %r)" % (len(acked), failed[:5])
+    names = {a[0] for a in acked}
+    q = wait_voters_caught_up(c, [1, 2, 3], 15)
+    view = c.wait_agree(15, check=lambda v: names <= set(v))
+    missing = sorted(names - set(view))
+    assert not missing, "acknowledged but missing: %r" % missing
+    for n in c.nodes.values():
+        n.stop()
+    assert_metadata_logs_agree(c, q["high_watermark"])
+
+
+def test_same_topic_through_two_followers_at_once(cluster):
+    """The same new topic created at the same moment through both
+    followers: exactly one creation succeeds, the other is told
+    TOPIC_ALREADY_EXISTS, and one topic id is everywhere."""
+    c = cluster
+    leader, _ = c.wait_leader(10)
+    f1, f2 = others(c, leader)
+    for _ in range(5):
+        name = unique_topic("quorum-dup")
+        results = {}
+        barrier = threading.Barrier(2)
+
+        def go(n):
+            barrier.wait(5)
+            results[n.node_id] = create_topic(n, name, 2, 3)[0]
+        ts = [threading.Thread(target=go, args=(n,)) for n in (f1, f2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        assert sorted(results.values()) == [0, rawkafka.ERR_TOPIC_ALREADY_EXISTS], "topic %s: %r" % (name, results)
+        wait_topic_everywhere(c, name, 2, 10)
+
+
 # ---- 4. SIGSTOP of the leader ---------------------------------------------------------
 def test_sigstopped_leader_steps_down_without_divergence(make_cluster):
     c = make_cluster(3)
@@ -534,6 +608,56 @@ def test_sigstopped_leader_steps_down_without_divergence(make_cluster):
     for n in c.nodes.values():
         n.stop()
     assert_metadata_logs_agree(c, hw)
+
+
+def test_isolated_leader_truncates_what_it_appended_alone(make_cluster):
+    """Both followers frozen: a CreateTopics reaches the leader, which can
+    append it but never commit it.  Then the leader is frozen and the
+    followers resumed: they elect a new leader and commit another topic.
+    When the old leader resumes, it must drop its uncommitted entry: the
+    first topic was never acknowledged and exists nowhere, the second is
+    everywhere, and the metadata logs agree."""
+    c = make_cluster(3)
+    leader, epoch = c.wait_leader(10)
+    old = c.node(leader)
+    fa, fb = others(c, leader)
+    fa.sigstop()
+    fb.sigstop()
+    lost = unique_topic("alone")
+    result = {}
+
+    def send():
+        try:
+            result["err"] = create_topic(old, lost, 1, 3, timeout=6)[0]
+        except (OSError, rawkafka.ShortRead, ConnectionError) as e:
+            result["err"] = "%s: %s" % (type(e).__name__, e)
+    th = threading.Thread(target=send, daemon=True)
+    th.start()
+    time.sleep(1.0)
+    old.sigstop()
+    fa.sigcont()
+    fb.sigcont()
+    new_leader, new_epoch = c.wait_leader(20, not_id=leader, min_epoch=epoch + 1)
+    kept = unique_topic("majority")
+    assert create_topic(fa, kept, 1, 3) == (0, None)
+    old.sigcont()
+    th.join(20)
+    assert not th.is_alive(), "CreateTopics to the isolated leader never returned"
+    err = result.get("err")
+    print("\nCreateTopics to the isolated leader %d: %r" % (leader, err))
+    assert err != 0, "the isolated leader acknowledged %s without a majority" % lost
+
+    q = wait_voters_caught_up(c, [1, 2, 3], 20)
+    view = c.wait_agree(15, check=lambda v: kept in v and lost not in v)
+    assert lost not in view
+    for n in c.nodes.values():
+        n.stop()
+    assert_metadata_logs_agree(c, q["high_watermark"])
+    # What the client was told must let it retry: NOT_CONTROLLER (41) or
+    # REQUEST_TIMED_OUT (7), as Kafka answers, or a closed connection.
+    assert err in (7, 41) or isinstance(err, str), (
+        "CreateTopics whose entry the isolated leader %d later dropped was answered with error %r; a client "
+        "does not retry that" % (leader, err))
 
 
 # ---- 5. identity checks -----------------------------------------------------------------
