@@ -356,7 +356,7 @@ static void set_join_waiter(struct gsm_ctx *c, struct gsm_group *g, struct gsm_m
 static void store(struct gsm_ctx *c, struct gsm_group *g)
 {
 	if (c->ops->store)
-		c->ops->store(c->env, g);
+		c->ops->store(c->env, g, false);
 }
 
 /* ---- membership ------------------------------------------------------- */
@@ -433,6 +433,7 @@ static void prepare_rebalance(struct gsm_ctx *c, struct gsm_group *g, int64_t no
 	if (g->state == GSM_COMPLETING_REBALANCE)
 		reset_and_propagate_error(c, g, TM_ERR_REBALANCE_IN_PROGRESS);
 	g->sync_deadline_ms = -1;
+	g->storing = false; /* a pending store's completion is ignored */
 	for (int32_t i = 0; i < g->n_members; i++)
 		g->members[i]->pending_sync = false;
 	int32_t rt = group_rebalance_timeout(g);
@@ -925,7 +926,7 @@ int gsm_sync(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_sync_req *
 		return 0;
 	}
 	/* CompletingRebalance */
-	if (is_leader(g, m->member_id)) {
+	if (is_leader(g, m->member_id) && !g->storing) {
 		for (int32_t i = 0; i < r->n_assignments; i++)
 			if (r->assignments[i].assignment_len > GSM_MEMBER_METADATA_MAX_BYTES) {
 				err.error = TM_ERR_INVALID_REQUEST;
@@ -962,17 +963,11 @@ int gsm_sync(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_sync_req *
 			x->assignment_len = a && a->assignment_len > 0 ? a->assignment_len : 0;
 		}
 		free(copies);
-		set_state(g, GSM_STABLE, now_ms);
-		store(c, g);
-		for (int32_t i = 0; i < g->n_members; i++) {
-			struct gsm_member *x = g->members[i];
-			if (x->sync_waiter) {
-				void *w = x->sync_waiter;
-				x->sync_waiter = NULL;
-				answer_sync(c, g, w, TM_ERR_NONE, x);
-				x->deadline_ms = now_ms + x->session_timeout_ms;
-			}
-		}
+		g->storing = true;
+		if (c->ops->store)
+			c->ops->store(c->env, g, true); /* last: it may complete at once */
+		else
+			gsm_store_done(c, g, g->generation, TM_ERR_NONE, now_ms);
 		return 0;
 	}
 	if (m->sync_waiter) {
@@ -983,6 +978,29 @@ int gsm_sync(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_sync_req *
 	m->sync_waiter = waiter;
 	m->pending_sync = false;
 	return 0;
+}
+
+void gsm_store_done(struct gsm_ctx *c, struct gsm_group *g, int32_t generation, int16_t error, int64_t now_ms)
+{
+	if (!g->storing || g->state != GSM_COMPLETING_REBALANCE || generation != g->generation)
+		return;
+	g->storing = false;
+	if (error != TM_ERR_NONE) {
+		reset_and_propagate_error(c, g, error);
+		maybe_prepare_rebalance(c, g, now_ms);
+		try_complete_join(c, g, now_ms);
+		return;
+	}
+	set_state(g, GSM_STABLE, now_ms);
+	for (int32_t i = 0; i < g->n_members; i++) {
+		struct gsm_member *x = g->members[i];
+		if (x->sync_waiter) {
+			void *w = x->sync_waiter;
+			x->sync_waiter = NULL;
+			answer_sync(c, g, w, TM_ERR_NONE, x);
+			x->deadline_ms = now_ms + x->session_timeout_ms;
+		}
+	}
 }
 
 /* ---- Heartbeat, LeaveGroup, OffsetCommit checks ------------------------ */

@@ -107,6 +107,7 @@ struct gsm_group {
 	bool new_member_added;       /* ... and a member joined during it */
 	int64_t initial_remaining_ms;
 	int64_t sync_deadline_ms;    /* -1: no SyncGroup expected */
+	bool storing;                /* the leader's assignment is being persisted */
 	int64_t state_since_ms;      /* when state last changed (now_ms of the caller) */
 	void *user;                  /* the driver's per-group data */
 };
@@ -137,8 +138,11 @@ struct gsm_ops {
 	void (*join_done)(void *env, void *waiter, const struct gsm_group *g, const struct gsm_join_result *r);
 	void (*sync_done)(void *env, void *waiter, const struct gsm_sync_result *r);
 	/* The group's persistent state (generation, protocol, leader, members,
-	 * assignments) changed: write a GroupMetadataValue.  May be NULL. */
-	void (*store)(void *env, struct gsm_group *g);
+	 * assignments) changed: write a GroupMetadataValue.  With `ack` (the
+	 * leader's assignment) the driver must call gsm_store_done() once the
+	 * write completed or failed (it may do so before returning); the
+	 * SyncGroups wait for it, as in Kafka.  May be NULL (no persistence). */
+	void (*store)(void *env, struct gsm_group *g, bool ack);
 };
 
 /* Shared by every group of a coordinator. */
@@ -213,6 +217,10 @@ int gsm_join(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_join_req *
 /* SyncGroup.  The answer arrives through ops->sync_done.  0 or -ENOMEM. */
 int gsm_sync(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_sync_req *req, void *waiter,
 	     int64_t now_ms);
+/* The leader's assignment of `generation` was persisted (error
+ * TM_ERR_NONE) or not (the Kafka error every waiting SyncGroup gets, and the
+ * group rebalances).  Ignored when the group moved on meanwhile. */
+void gsm_store_done(struct gsm_ctx *c, struct gsm_group *g, int32_t generation, int16_t error, int64_t now_ms);
 /* Heartbeat: returns the Kafka error code. */
 int16_t gsm_heartbeat(struct gsm_ctx *c, struct gsm_group *g, int32_t generation, const char *member_id,
 		      size_t member_id_len, const char *instance_id, size_t instance_id_len, int64_t now_ms);

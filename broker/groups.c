@@ -90,7 +90,7 @@ static void gc_io_done(struct tm_group_coordinator *gc)
 
 static void answer_join(void *env, void *waiter, const struct gsm_group *g, const struct gsm_join_result *r);
 static void answer_sync(void *env, void *waiter, const struct gsm_sync_result *r);
-static void store_group(void *env, struct gsm_group *g);
+static void store_group(void *env, struct gsm_group *g, bool ack);
 
 static const struct gsm_ops gc_ops = { answer_join, answer_sync, store_group };
 
@@ -446,6 +446,8 @@ struct gc_write {
 	bool tombstone;
 	bool delete_group;
 	bool snapshot;
+	bool ack;              /* tell the state machine (gsm_store_done) */
+	int32_t generation;
 	struct gc_commit *dst; /* the caller's array: results are copied back */
 	groups_write_cb cb;
 	void *arg;
@@ -530,6 +532,8 @@ static void write_done(void *arg, int kerr, const struct log_append_result *res)
 		pt->snapshotting = false;
 	if (err != TM_ERR_NONE && wr->delete_group && g && g->sm.state == GSM_DEAD)
 		g->sm.state = GSM_EMPTY; /* not deleted after all */
+	if (wr->ack && g)
+		gsm_store_done(&gc->ctx, &g->sm, wr->generation, err, tm_mono_ms());
 	if (wr->cb)
 		wr->cb(gc->b, wr->arg, err);
 	write_free(wr);
@@ -578,7 +582,7 @@ static struct gc_write *write_new(struct tm_group_coordinator *gc, int32_t part,
 }
 
 /* The state machine asks for the group's metadata to be persisted. */
-static void store_group(void *env, struct gsm_group *sg)
+static void store_group(void *env, struct gsm_group *sg, bool ack)
 {
 	struct tm_group_coordinator *gc = env;
 	struct gc_group *g = sg->user;
@@ -586,10 +590,13 @@ static void store_group(void *env, struct gsm_group *sg)
 		g->empty_since_ms = tm_wall_ms();
 	struct gc_write *wr = write_new(gc, g->part, g->sm.group_id);
 	if (!wr) {
-		tm_error("groups", "out of memory persisting group %s; its members will rejoin after a restart",
-			 g->sm.group_id);
+		tm_error("groups", "out of memory persisting group %s", g->sm.group_id);
+		if (ack)
+			gsm_store_done(&gc->ctx, sg, sg->generation, TM_ERR_COORDINATOR_NOT_AVAILABLE, tm_mono_ms());
 		return;
 	}
+	wr->ack = ack;
+	wr->generation = sg->generation;
 	struct gc_batcher bt;
 	batcher_init(&bt);
 	struct tm_arena a;

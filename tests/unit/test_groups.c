@@ -37,6 +37,8 @@ struct sres {
 static struct jres J[MAXW];
 static struct sres S[MAXW];
 static int stores;
+static bool store_ack_pending;
+static bool store_manual; /* a test completes stores itself */
 static int64_t now;
 static struct gsm_ctx ctx;
 static struct gsm_group grp;
@@ -66,11 +68,13 @@ static void on_sync(void *env, void *waiter, const struct gsm_sync_result *r)
 	snprintf(s->assignment, sizeof(s->assignment), "%.*s", r->assignment_len, r->assignment ? (const char *)r->assignment : "");
 }
 
-static void on_store(void *env, struct gsm_group *g)
+static void on_store(void *env, struct gsm_group *g, bool ack)
 {
 	(void)env;
 	(void)g;
 	stores++;
+	if (ack)
+		store_ack_pending = true;
 }
 
 static const struct gsm_ops ops = { on_join, on_sync, on_store };
@@ -84,6 +88,8 @@ static void setup_with(int32_t delay_ms, int32_t max_size)
 	memset(J, 0, sizeof(J));
 	memset(S, 0, sizeof(S));
 	stores = 0;
+	store_ack_pending = false;
+	store_manual = false;
 	now = 1000000;
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.cfg.initial_rebalance_delay_ms = delay_ms;
@@ -177,6 +183,10 @@ static void sync_(int slot, const char *member_id, int32_t gen, const char *cons
 	};
 	S[slot] = (struct sres){ 0 };
 	ck_assert_int_eq(gsm_sync(&ctx, &grp, &r, &S[slot], now), 0);
+	if (store_ack_pending && !store_manual) {
+		store_ack_pending = false;
+		gsm_store_done(&ctx, &grp, grp.generation, TM_ERR_NONE, now);
+	}
 }
 
 static int16_t hb(const char *member_id, int32_t gen)
@@ -695,6 +705,45 @@ START_TEST(test_groups_every_waiter_answered_once)
 }
 END_TEST
 
+START_TEST(test_groups_sync_waits_until_assignment_is_stored)
+{
+	char a[128], b[128];
+	two_members_stable(a, b);
+	store_manual = true;
+	ck_assert_int_eq(join(30, (struct jopts){ .member_id = a }), 0);
+	ck_assert_int_eq(join(31, (struct jopts){ .member_id = b }), 0);
+	ck_assert(J[30].done && J[31].done);
+	int32_t gen = J[30].generation;
+	const char *ids[] = { a, b };
+	const char *as[] = { "pa", "pb" };
+	sync_(31, b, gen, NULL, NULL, 0);
+	sync_(30, a, gen, ids, as, 2);
+	ck_assert_msg(!S[30].done && !S[31].done, "SyncGroup answered before the assignment was stored");
+	ck_assert(store_ack_pending);
+	ck_assert_int_eq(grp.state, GSM_COMPLETING_REBALANCE);
+	gsm_store_done(&ctx, &grp, gen, TM_ERR_NONE, now);
+	ck_assert(S[30].done && S[31].done);
+	ck_assert_str_eq(S[31].assignment, "pb");
+	ck_assert_int_eq(grp.state, GSM_STABLE);
+
+	/* a failed write: both get the error and the group rebalances */
+	store_ack_pending = false;
+	ck_assert_int_eq(join(32, (struct jopts){ .member_id = a }), 0);
+	ck_assert_int_eq(join(33, (struct jopts){ .member_id = b }), 0);
+	gen = J[32].generation;
+	sync_(33, b, gen, NULL, NULL, 0);
+	sync_(32, a, gen, ids, as, 2);
+	gsm_store_done(&ctx, &grp, gen, TM_ERR_NOT_COORDINATOR, now);
+	ck_assert(S[32].done && S[33].done);
+	ck_assert_int_eq(S[32].error, TM_ERR_NOT_COORDINATOR);
+	ck_assert_int_eq(S[33].error, TM_ERR_NOT_COORDINATOR);
+	ck_assert_int_eq(grp.state, GSM_PREPARING_REBALANCE);
+	/* a late completion for an old generation changes nothing */
+	gsm_store_done(&ctx, &grp, gen, TM_ERR_NONE, now);
+	ck_assert_int_eq(grp.state, GSM_PREPARING_REBALANCE);
+}
+END_TEST
+
 static Suite *groups_suite(void)
 {
 	Suite *s = suite_create("groups");
@@ -723,6 +772,7 @@ static Suite *groups_suite(void)
 	tcase_add_test(tc, test_groups_thousands_of_members);
 	tcase_add_test(tc, test_groups_oversized_metadata_refused);
 	tcase_add_test(tc, test_groups_every_waiter_answered_once);
+	tcase_add_test(tc, test_groups_sync_waits_until_assignment_is_stored);
 	suite_add_tcase(s, tc);
 	return s;
 }
