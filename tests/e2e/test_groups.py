@@ -646,3 +646,43 @@ def test_group_protocol_error_codes(broker):
         r.i32()
         assert r.i16() == 82  # FENCED_INSTANCE_ID
         assert _leave(c, sgroup, [("", "inst-1")]) == (0, [0])
+
+
+def _java_hash(s):
+    h = 0
+    for unit in s.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def test_many_commits_stay_bounded_and_survive_restart(fresh_broker):
+    """80 000 pipelined async commits from one consumer: the broker keeps
+    up, the last ones win after a restart, and on Tidemark the group's
+    __consumer_offsets partition was rewritten so its log start moved up
+    (docs/groups.md: keeping the log bounded)."""
+    b = fresh_broker.bootstrap
+    topic = unique_topic("grp-many")
+    create_topic(b, topic, partitions=4)
+    group = "g-many-" + uuid.uuid4().hex[:6]
+    c = Consumer({"bootstrap.servers": b, "group.id": group, "enable.auto.commit": False})
+    n = 80000
+    for i in range(n):
+        c.commit(offsets=[TopicPartition(topic, i % 4, i)], asynchronous=(i % 2000 != 0))
+        if i % 100 == 0:
+            c.poll(0)
+    final = [TopicPartition(topic, p, n + p) for p in range(4)]
+    c.commit(offsets=final, asynchronous=False)
+    c.close()
+
+    fresh_broker.restart()
+    c = Consumer({"bootstrap.servers": b, "group.id": group})
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in range(4)], timeout=30)
+        assert [tp.offset for tp in got] == [n + p for p in range(4)], got
+        if fresh_broker.target == "tidemark":
+            md = c.list_topics("__consumer_offsets", timeout=20).topics["__consumer_offsets"]
+            part = (abs(_java_hash(group)) if _java_hash(group) != -(1 << 31) else 0) % len(md.partitions)
+            low, high = c.get_watermark_offsets(TopicPartition("__consumer_offsets", part), timeout=20)
+            assert low > 0 and high - low < n, "log of __consumer_offsets-%d not trimmed: %d..%d" % (part, low, high)
+    finally:
+        c.close()

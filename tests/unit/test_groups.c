@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "broker/group_sm.h"
+#include "broker/groups.h"
 #include "common/kerr.h"
 
 #define MAXW 4096
@@ -744,6 +745,24 @@ START_TEST(test_groups_sync_waits_until_assignment_is_stored)
 }
 END_TEST
 
+/* The coordinator of a group is found as Kafka finds it: Java's
+ * String.hashCode (over UTF-16) and Utils.abs, modulo the partitions. */
+START_TEST(test_groups_partition_matches_java_hash)
+{
+	ck_assert_int_eq(groups_java_hash("", 0), 0);
+	ck_assert_int_eq(groups_java_hash("hello", 5), 99162322);
+	ck_assert_int_eq(groups_java_hash("polygenelubricants", 18), INT32_MIN);
+	ck_assert_int_eq(groups_partition_for("polygenelubricants", 18, 50), 0);
+	ck_assert_int_eq(groups_java_hash("\xc3\xa9", 2), 233);              /* U+00E9 */
+	ck_assert_int_eq(groups_java_hash("\xf0\x9f\x98\x80", 4), 1772899); /* U+1F600: a surrogate pair */
+	ck_assert_int_eq(groups_partition_for("hello", 5, 50), 99162322 % 50);
+	ck_assert_int_eq(groups_java_hash("console-consumer-12345", 22), 158455506);
+	ck_assert_int_eq(groups_partition_for("console-consumer-12345", 22, 50), 6);
+	ck_assert_int_eq(groups_java_hash("zzzzzzzz", 8), -1910022912); /* negative: abs() then modulo */
+	ck_assert_int_eq(groups_partition_for("zzzzzzzz", 8, 50), 1910022912 % 50);
+}
+END_TEST
+
 static Suite *groups_suite(void)
 {
 	Suite *s = suite_create("groups");
@@ -773,6 +792,7 @@ static Suite *groups_suite(void)
 	tcase_add_test(tc, test_groups_oversized_metadata_refused);
 	tcase_add_test(tc, test_groups_every_waiter_answered_once);
 	tcase_add_test(tc, test_groups_sync_waits_until_assignment_is_stored);
+	tcase_add_test(tc, test_groups_partition_matches_java_hash);
 	suite_add_tcase(s, tc);
 	return s;
 }
