@@ -1,7 +1,11 @@
 """Three Tidemark nodes form one KRaft metadata quorum (issue 4): they agree
-on a cluster id and a leader, topic metadata made through any node reaches
-every node, the quorum survives kill -9 and SIGSTOP of its leader, and bad
-identity settings stop a node before it joins.
+on a cluster id and a leader; topic metadata and configs made through any
+node (followers forward to the active controller) reach every node; the
+quorum survives kill -9 and SIGSTOP of its leader, the loss of its majority
+and a whole-cluster kill -9; acknowledged changes are never lost and an
+isolated leader's unacknowledged ones never survive (the nodes' metadata
+logs are compared on disk); a node whose storage belongs to another cluster
+cannot disturb it; and bad identity settings stop a node before it joins.
 
 Tidemark-specific (multi-node Apache Kafka is out of scope): skipped when
 TM_E2E_TARGET=kafka.  Partition data is not replicated yet (issue 5), so only
