@@ -651,7 +651,7 @@ void groups_write_offsets(struct tm_broker *b, struct gc_group *g, struct gc_com
 	}
 	wr->cb = cb;
 	wr->arg = arg;
-	wr->dst = c;
+	wr->dst = cb ? c : NULL; /* without a callback the caller may free c at once */
 	write_submit(gc, wr, &bt);
 	batcher_deinit(&bt);
 }

@@ -86,7 +86,9 @@ struct gc_commit {
 typedef void (*groups_write_cb)(struct tm_broker *b, void *arg, int16_t error);
 /* Writes the commits whose error is NONE to the group's partition (tombstones
  * when `tombstone`), applies them in memory once the append completed, then
- * calls cb (with the append's Kafka error, also stored in each commit). */
+ * calls cb (with the append's Kafka error, also stored in each commit: c
+ * must stay valid until then).  cb may be NULL (c is then not written back
+ * and may be freed on return); it may run before this returns. */
 void groups_write_offsets(struct tm_broker *b, struct gc_group *g, struct gc_commit *c, int n, bool tombstone,
 			  groups_write_cb cb, void *arg);
 /* DeleteGroups: tombstones for every offset and the group metadata, then
