@@ -228,7 +228,7 @@ static void alter_committed(struct tm_broker *b, void *arg, int err)
 	(void)b;
 	for (int i = 0; i < op->n; i++)
 		if (err && !*op->changes[i].error_code)
-			*op->changes[i].error_code = TM_ERR_UNKNOWN_SERVER_ERROR;
+			*op->changes[i].error_code = TM_ERR_NOT_CONTROLLER;
 	alter_respond(op);
 }
 

@@ -134,11 +134,17 @@ static void metadata_respond(struct tm_req *req, const struct kafka_metadata_req
 			}
 			int16_t err = q->name.len <= 0 && !kuuid_is_zero(&q->topic_id) ? TM_ERR_UNKNOWN_TOPIC_ID
 											: TM_ERR_UNKNOWN_TOPIC_OR_PARTITION;
-			for (int c = 0; c < n_created; c++)
-				if (created[c].error_code && q->name.len == (int32_t)strlen(created[c].name) &&
-				    !memcmp(q->name.ptr, created[c].name, (size_t)q->name.len))
-					err = created[c].error_code == TM_ERR_INVALID_TOPIC_EXCEPTION ? TM_ERR_INVALID_TOPIC_EXCEPTION
-												       : TM_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+			for (int c = 0; c < n_created; c++) {
+				if (q->name.len != (int32_t)strlen(created[c].name) ||
+				    memcmp(q->name.ptr, created[c].name, (size_t)q->name.len))
+					continue;
+				if (!created[c].error_code || created[c].error_code == TM_ERR_TOPIC_ALREADY_EXISTS)
+					/* Created by the active controller, not yet applied here: the
+					 * client retries, as with Kafka's answer in that window. */
+					err = TM_ERR_LEADER_NOT_AVAILABLE;
+				else if (created[c].error_code == TM_ERR_INVALID_TOPIC_EXCEPTION)
+					err = TM_ERR_INVALID_TOPIC_EXCEPTION;
+			}
 			fill_unknown(rt, q->name, err);
 			rt->topic_id = q->topic_id;
 		}

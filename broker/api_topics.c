@@ -114,7 +114,8 @@ static void create_committed(struct tm_broker *b, void *arg, int err)
 	for (int i = 0; i < op->n; i++) {
 		struct topic_spec *s = &op->specs[i];
 		if (err && !s->error_code)
-			spec_error(s, TM_ERR_UNKNOWN_SERVER_ERROR, "The metadata log could not commit topic %s", s->name);
+			spec_error(s, TM_ERR_NOT_CONTROLLER,
+				   "The active controller changed before topic %s was committed; retry", s->name);
 		else if (!s->error_code)
 			tm_info("controller", "created topic %s with %d partitions, replication factor %d", s->name, s->n_parts,
 				s->rf);
@@ -378,7 +379,7 @@ static void delete_committed(struct tm_broker *b, void *arg, int err)
 	(void)b;
 	for (int32_t i = 0; i < op->out.responses_count; i++)
 		if (err && !op->out.responses[i].error_code)
-			op->out.responses[i].error_code = TM_ERR_UNKNOWN_SERVER_ERROR;
+			op->out.responses[i].error_code = TM_ERR_NOT_CONTROLLER;
 	REQ_RESPOND(op->req, delete_topics, &op->out);
 	free(op);
 }
@@ -473,7 +474,7 @@ static void partitions_committed(struct tm_broker *b, void *arg, int err)
 	(void)b;
 	for (int32_t i = 0; i < op->out.results_count; i++)
 		if (err && !op->out.results[i].error_code)
-			op->out.results[i].error_code = TM_ERR_UNKNOWN_SERVER_ERROR;
+			op->out.results[i].error_code = TM_ERR_NOT_CONTROLLER;
 	REQ_RESPOND(op->req, create_partitions, &op->out);
 	free(op);
 }

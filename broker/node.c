@@ -398,7 +398,10 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	quorum_shutdown(b);
 	b->stopping = true;
 	server_stop(b);
-	event_base_loopexit(b->base, NULL);
+	/* A moment for EndQuorumEpoch to reach the other voters, so they elect
+	 * a successor at once instead of after the fetch timeout. */
+	struct timeval grace = { 0, 300 * 1000 };
+	event_base_loopexit(b->base, b->quorum && b->cfg.voter_count > 1 ? &grace : NULL);
 }
 
 static int lock_dir(const char *dir)

@@ -97,6 +97,7 @@ struct tm_quorum {
 	struct q_waiter *waiters, *waiters_tail;
 	int appends_inflight;
 	bool stopping;
+	int64_t foreign_warned_ms;
 };
 
 static struct tm_quorum *Q(const struct tm_broker *b)
@@ -430,6 +431,18 @@ static uint32_t q_entries(const uint8_t *buf, size_t len, struct raft_entry *out
 }
 
 #define Q_ENTRIES_MAX 4096
+#define Q_FOREIGN_WARN_MS 10000
+
+/* Says, now and then, that a voter answers for another cluster. */
+static void q_warn_foreign(struct tm_quorum *q, int32_t node)
+{
+	int64_t now = tm_mono_ms();
+	if (now - q->foreign_warned_ms < Q_FOREIGN_WARN_MS)
+		return;
+	q->foreign_warned_ms = now;
+	tm_warn("quorum", "node %d answers with INCONSISTENT_CLUSTER_ID: it belongs to another cluster than %s; "
+		"check controller.quorum.voters, cluster.id and that node's log.dirs", node, q->b->cluster_id);
+}
 
 static void q_call_done(void *arg, int err, struct tm_rd *body)
 {
@@ -549,6 +562,13 @@ static void q_call_done(void *arg, int err, struct tm_rd *body)
 	default:
 		break;
 	}
+	if (!rc && m.u.epoch_resp.error == TM_ERR_INCONSISTENT_CLUSTER_ID && m.type != RAFT_MSG_VOTE_RESP &&
+	    m.type != RAFT_MSG_FETCH_RESP && m.type != RAFT_MSG_FETCH_SNAPSHOT_RESP)
+		q_warn_foreign(q, c->to);
+	else if (!rc && ((m.type == RAFT_MSG_VOTE_RESP && m.u.vote_resp.error == TM_ERR_INCONSISTENT_CLUSTER_ID) ||
+			 (m.type == RAFT_MSG_FETCH_RESP && m.u.fetch_resp.error == TM_ERR_INCONSISTENT_CLUSTER_ID) ||
+			 (m.type == RAFT_MSG_FETCH_SNAPSHOT_RESP && m.u.snap_resp.error == TM_ERR_INCONSISTENT_CLUSTER_ID)))
+		q_warn_foreign(q, c->to);
 	if (!rc)
 		q_recv(q, &m);
 	else
@@ -1236,6 +1256,7 @@ void api_describe_quorum(struct tm_req *req)
 {
 	struct tm_broker *b = req->b;
 	struct tm_quorum *q = Q(b);
+	struct tm_rd raw = req->body; /* forwarded as received */
 	struct kafka_describe_quorum_request in;
 	if (REQ_DECODE(req, describe_quorum, &in))
 		return;
@@ -1245,7 +1266,7 @@ void api_describe_quorum(struct tm_req *req)
 		if (leader) {
 			struct tm_wbuf w;
 			wbuf_init(&w);
-			wr_bytes(&w, req->body.buf + req->body.pos, rd_remaining(&req->body));
+			wr_bytes(&w, raw.buf + raw.pos, rd_remaining(&raw));
 			int rc = peer_send(leader, KAFKA_API_DESCRIBE_QUORUM, req->hdr.api_version, &w, Q_RPC_TIMEOUT_MS,
 					   q_describe_forwarded, req);
 			wbuf_deinit(&w);

@@ -658,9 +658,19 @@ static void on_vote_req(struct raft *r, struct raft_actions *out, const struct r
 	reply_vote(r, out, m->from, TM_ERR_NONE, grant, false);
 }
 
+/* A response that says its sender is not of our quorum (another cluster id,
+ * another voter set) carries an epoch and a leader of that other world:
+ * never adopt them. */
+static bool response_is_foreign(int16_t error)
+{
+	return error == TM_ERR_INCONSISTENT_CLUSTER_ID || error == TM_ERR_INCONSISTENT_VOTER_SET;
+}
+
 static void on_vote_resp(struct raft *r, struct raft_actions *out, const struct raft_msg *m)
 {
 	const struct raft_vote_resp *p = &m->u.vote_resp;
+	if (response_is_foreign(p->error))
+		return;
 	if (p->leader_epoch > r->epoch) {
 		observe_epoch(r, out, p->leader_epoch, p->leader_id);
 		return;
@@ -732,6 +742,8 @@ static void on_begin_req(struct raft *r, struct raft_actions *out, const struct 
 static void on_epoch_resp(struct raft *r, struct raft_actions *out, const struct raft_msg *m)
 {
 	const struct raft_epoch_resp *p = &m->u.epoch_resp;
+	if (response_is_foreign(p->error))
+		return;
 	if (p->leader_epoch > r->epoch) {
 		observe_epoch(r, out, p->leader_epoch, p->leader_id);
 		return;
@@ -1003,6 +1015,8 @@ static int append_fetched(struct raft *r, struct raft_actions *out,
 static void on_fetch_resp(struct raft *r, struct raft_actions *out, const struct raft_msg *m)
 {
 	const struct raft_fetch_resp *p = &m->u.fetch_resp;
+	if (response_is_foreign(p->error))
+		return;
 	if (p->leader_epoch > r->epoch) {
 		observe_epoch(r, out, p->leader_epoch, p->leader_id);
 		return;
@@ -1054,6 +1068,8 @@ static void on_fetch_snapshot_resp(struct raft *r, struct raft_actions *out,
 				   const struct raft_msg *m)
 {
 	const struct raft_fetch_snapshot_resp *p = &m->u.snap_resp;
+	if (response_is_foreign(p->error))
+		return;
 	if (p->leader_epoch > r->epoch) {
 		observe_epoch(r, out, p->leader_epoch, p->leader_id);
 		return;
