@@ -656,7 +656,7 @@ def _java_hash(s):
 
 
 def test_many_commits_stay_bounded_and_survive_restart(fresh_broker):
-    """80 000 pipelined async commits from one consumer: the broker keeps
+    """80 000 pipelined async commits from one consumer (4 000 on Kafka): the broker keeps
     up, the last ones win after a restart, and on Tidemark the group's
     __consumer_offsets partition was rewritten so its log start moved up
     (docs/groups.md: keeping the log bounded)."""
@@ -665,7 +665,9 @@ def test_many_commits_stay_bounded_and_survive_restart(fresh_broker):
     create_topic(b, topic, partitions=4)
     group = "g-many-" + uuid.uuid4().hex[:6]
     c = Consumer({"bootstrap.servers": b, "group.id": group, "enable.auto.commit": False})
-    n = 80000
+    # Apache Kafka takes minutes for this many pipelined commits; there it
+    # only checks that the last ones win.
+    n = 80000 if fresh_broker.target == "tidemark" else 4000
     for i in range(n):
         c.commit(offsets=[TopicPartition(topic, i % 4, i)], asynchronous=(i % 2000 != 0))
         if i % 100 == 0:
