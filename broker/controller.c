@@ -321,8 +321,11 @@ int controller_add_topic_records(struct tm_broker *b, struct ctl_txn *t, const c
 		pr.topic_id = tr.topic_id;
 		pr.replicas = (int32_t *)&replicas[p * rf];
 		pr.replicas_count = rf;
+		/* In sync: the leader alone.  Followers join the ISR only once they
+		 * have caught up with it (partition replication); until then Kafka's
+		 * rules apply: acks=all needs min.insync.replicas members. */
 		pr.isr = pr.replicas;
-		pr.isr_count = rf;
+		pr.isr_count = 1;
 		pr.removing_replicas_count = 0;
 		pr.adding_replicas_count = 0;
 		pr.leader = replicas[p * rf];
