@@ -688,3 +688,46 @@ def test_many_commits_stay_bounded_and_survive_restart(fresh_broker):
             assert low > 0 and high - low < n, "log of __consumer_offsets-%d not trimmed: %d..%d" % (part, low, high)
     finally:
         c.close()
+
+
+def test_groups_on_a_three_node_cluster(request, workers):
+    """Three Tidemark nodes (partition data not replicated yet: RF 1): each
+    group's coordinator is the leader of its __consumer_offsets partition,
+    which may be any node; clients bootstrapped through one node find it,
+    share partitions and commit, and kafka-consumer-groups sees the group
+    through another node."""
+    from conftest import TARGET
+    if TARGET != "tidemark":
+        pytest.skip("multi-node clusters are started with bin/tidemark only")
+    from cluster import Cluster
+    from tmhelp import admin
+    c = Cluster(3, {"offsets.topic.num.partitions": "6", "default.replication.factor": "1"})
+    request.addfinalizer(c.cleanup)
+    c.start()
+    b1, b3 = c.node(1).bootstrap, c.node(3).bootstrap
+    topic = unique_topic("grp-3n")
+    create_topic(b1, topic, partitions=6)
+    produce(b1, topic, [{"value": b"r%d" % i, "partition": i % 6} for i in range(60)])
+    python, lib = CLIENTS["confluent"]
+    # one group per __consumer_offsets partition 0, 1, 2, whose leaders the
+    # round-robin placement puts on three different nodes
+    by_part = {}
+    suffix = uuid.uuid4().hex[:4]
+    for i in range(1000):
+        g = "g-3n-%s-%d" % (suffix, i)
+        h = _java_hash(g)
+        by_part.setdefault((abs(h) if h != -(1 << 31) else 0) % 6, g)
+    groups = [by_part[p] for p in (0, 1, 2)]
+    coordinators = set()
+    for g in groups:
+        ws = [workers(python, lib, b1, topic, g, "range") for _ in range(2)]
+        wait_split(ws, 6, what="two consumers of %s split 6 partitions on a 3-node cluster" % g)
+        wait_for(lambda: sum(w.state()["read"] for w in ws) >= 60, 60, "all 60 records read")
+        for w in ws:
+            w.stop()  # close() commits (auto-commit) and leaves
+        rows, out = _describe_offsets(b3, g)
+        assert sorted(rows) == list(range(6)) and all(r[0] == 10 for r in rows.values()), out
+        a3 = admin(b3)  # keep a reference: the handle must outlive the future
+        d = a3.describe_consumer_groups([g])[g].result(timeout=30)
+        coordinators.add(d.coordinator.id)
+    assert coordinators == {1, 2, 3}, "groups were coordinated by nodes %r" % coordinators
