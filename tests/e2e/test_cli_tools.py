@@ -101,3 +101,33 @@ def test_kafka_broker_api_versions_lists_usable_apis(broker):
         line = [x for x in p.stdout.splitlines() if x.strip().startswith(api + ":")]
         assert line, "%s missing:\n%s" % (api, p.stdout)
         assert "usable:" in line[0], "%s not usable by the 4.1 client: %s" % (api, line[0])
+
+
+def test_console_consumer_reads_every_partition_while_producing(broker):
+    """The Java consumer (fetch sessions, KIP-227) follows six partitions
+    while records keep arriving; it reads each record exactly once."""
+    import subprocess
+    import time
+    from conftest import JAVA_CLI_OPTS, KAFKA_TOOL_CLASSES, java_classpath
+    from tmhelp import create_topic, produce
+    b = broker.bootstrap
+    topic = unique_topic("console-many")
+    create_topic(b, topic, 6)
+    rounds, per_round = 4, 60
+    cmd = (["java"] + JAVA_CLI_OPTS + ["-cp", java_classpath(), KAFKA_TOOL_CLASSES["kafka-console-consumer"],
+                                        "--bootstrap-server", b, "--topic", topic, "--from-beginning",
+                                        "--max-messages", str(rounds * per_round), "--timeout-ms", "30000"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for r in range(rounds):
+            produce(b, topic, [{"value": b"r%d-%d" % (r, i), "partition": i % 6} for i in range(per_round)])
+            time.sleep(1.0)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    got = sorted(out.split())
+    want = sorted("r%d-%d" % (r, i) for r in range(rounds) for i in range(per_round))
+    assert got == want, "read %d of %d; missing %r; stderr:\n%s" % (
+        len(got), len(want), sorted(set(want) - set(got))[:10], err[-2000:])
