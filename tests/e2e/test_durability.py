@@ -2,6 +2,7 @@
 kill the broker with SIGKILL, start it again on the same directory, and every
 acknowledged record is there at the offset it was acknowledged with; offsets
 are contiguous and new records continue after them."""
+import os
 import random
 
 from conftest import SEED
@@ -78,3 +79,25 @@ def test_topics_and_configs_survive_restart(fresh_broker):
     a = admin(b.bootstrap)
     cfg = a.describe_configs([res])[res].result(timeout=30)
     assert cfg["retention.ms"].value == "7200000"
+
+
+def test_deleted_topic_stays_deleted_across_kill_9(fresh_broker):
+    from tmhelp import admin, wait_for
+    b = fresh_broker
+    keep, gone = unique_topic("persist-keep"), unique_topic("persist-gone")
+    create_topic(b.bootstrap, keep)
+    create_topic(b.bootstrap, gone)
+    produce(b.bootstrap, keep, [{"value": b"k%d" % i} for i in range(5)])
+    produce(b.bootstrap, gone, [{"value": b"g%d" % i} for i in range(5)])
+    a = admin(b.bootstrap)
+    a.delete_topics([gone], operation_timeout=30)[gone].result(timeout=30)
+    wait_for(lambda: gone not in a.list_topics(timeout=10).topics, 30, "topic deleted")
+    b.restart(hard=True)
+    wait_for_metadata(b.bootstrap, keep, 1)
+    a = admin(b.bootstrap)
+    # Ask for the deleted topic by name without creating it.
+    md = a.list_topics(timeout=10)
+    assert gone not in md.topics, "deleted topic %s came back after restart" % gone
+    assert watermarks(b.bootstrap, keep, 0) == (0, 5)
+    assert not os.path.exists(b.data_dir / ("%s-0" % gone)) or wait_for(
+        lambda: not os.path.exists(b.data_dir / ("%s-0" % gone)), 90, "old partition directory removed")

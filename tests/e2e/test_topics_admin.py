@@ -175,3 +175,35 @@ def test_kafka_python_admin_client_create_describe_delete(broker):
         wait_for(lambda: name not in ka.list_topics(), T, "kafka-python: topic deleted")
     finally:
         ka.close()
+
+
+def test_recreated_topic_starts_empty_with_a_new_id(broker):
+    """Delete a topic with records and create one of the same name: the new
+    topic has a new id and none of the old records."""
+    from tmhelp import consume, produce, watermarks
+    a = admin(broker.bootstrap)
+    name = unique_topic("adm-recreate")
+    assert topic_error(a.create_topics([NewTopic(name, 1, 1)])[name]) is None
+    wait_for_metadata(broker.bootstrap, name, 1)
+    produce(broker.bootstrap, name, [{"value": b"old-%d" % i} for i in range(10)])
+    old_id = a.describe_topics(_topic_collection([name]))[name].result(timeout=T).topic_id
+    assert topic_error(a.delete_topics([name], operation_timeout=T)[name]) is None
+    wait_for(lambda: name not in a.list_topics(timeout=10).topics, T, "topic deleted")
+
+    def recreate():
+        code = topic_error(a.create_topics([NewTopic(name, 1, 1)])[name])
+        # Kafka may still be removing the old one for a moment.
+        return code is None or (code != KafkaError.TOPIC_ALREADY_EXISTS and code)
+    assert wait_for(recreate, T, "topic created again") is True
+    wait_for_metadata(broker.bootstrap, name, 1)
+    new_id = a.describe_topics(_topic_collection([name]))[name].result(timeout=T).topic_id
+    assert str(new_id) != str(old_id), "the recreated topic kept id %s" % old_id
+    assert watermarks(broker.bootstrap, name, 0) == (0, 0)
+    produce(broker.bootstrap, name, [{"value": b"new"}])
+    got = consume(broker.bootstrap, name, [0], 1)
+    assert [(m["offset"], m["value"]) for m in got] == [(0, b"new")]
+
+
+def _topic_collection(names):
+    from confluent_kafka import TopicCollection
+    return TopicCollection(names)
