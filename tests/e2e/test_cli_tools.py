@@ -131,3 +131,31 @@ def test_console_consumer_reads_every_partition_while_producing(broker):
     want = sorted("r%d-%d" % (r, i) for r in range(rounds) for i in range(per_round))
     assert got == want, "read %d of %d; missing %r; stderr:\n%s" % (
         len(got), len(want), sorted(set(want) - set(got))[:10], err[-2000:])
+
+
+def test_kafka_configs_describe_broker_shows_its_settings(broker):
+    p = kafka_tool("kafka-configs", "--bootstrap-server", broker.bootstrap, "--describe",
+                   "--entity-type", "brokers", "--entity-name", "1", "--all")
+    assert "All configs for broker 1 are:" in p.stdout, p.stdout[:1000] + p.stderr[-1000:]
+    for setting in ("num.partitions=1", "log.retention.check.interval.ms=1000",
+                    "auto.create.topics.enable=true", "default.replication.factor=1"):
+        assert re.search(r"^\s*%s sensitive=false" % re.escape(setting), p.stdout, re.M), \
+            "%s missing from:\n%s" % (setting, p.stdout[:3000])
+    # A setting nobody set is reported as Kafka's default, not as set in the file.
+    line = [x for x in p.stdout.splitlines() if x.strip().startswith("log.segment.bytes=")]
+    assert line and line[0].strip() == ("log.segment.bytes=1073741824 sensitive=false "
+                                        "synonyms={DEFAULT_CONFIG:log.segment.bytes=1073741824}"), line
+
+
+def test_kcat_metadata_lists_broker_topic_leaders(broker):
+    import json
+    from tmhelp import create_topic, kcat
+    topic = unique_topic("kcat-meta")
+    create_topic(broker.bootstrap, topic, 3)
+    p = kcat("-L", "-J", "-b", broker.bootstrap, "-t", topic)
+    md = json.loads(p.stdout)
+    assert [(x["id"], x["name"]) for x in md["brokers"]] == [(1, broker.bootstrap)], md["brokers"]
+    (t,) = md["topics"]
+    assert t["topic"] == topic and "error" not in t, t
+    assert sorted((x["partition"], x["leader"], [r["id"] for r in x["replicas"]], [r["id"] for r in x["isrs"]])
+                  for x in t["partitions"]) == [(i, 1, [1], [1]) for i in range(3)], t
