@@ -22,7 +22,7 @@ def test_kafka_topics_create_list_describe_alter_delete(broker):
     b = broker.bootstrap
     topic = unique_topic("cli")
     p = kafka_tool("kafka-topics", "--bootstrap-server", b, "--create", "--topic", topic,
-                   "--partitions", "3", "--replication-factor", "1")
+                   "--partitions", "3", "--replication-factor", "1", "--config", "retention.ms=1000000")
     assert "Created topic %s." % topic in p.stdout, p.stdout + p.stderr
     assert topic in topics_list(b)
 
@@ -30,6 +30,10 @@ def test_kafka_topics_create_list_describe_alter_delete(broker):
     head = [line for line in p.stdout.splitlines() if line.startswith("Topic: %s\t" % topic)]
     assert head and "PartitionCount: 3" in head[0] and "ReplicationFactor: 1" in head[0], p.stdout
     assert re.search(r"TopicId: \S{22}", head[0]), "no topic id in: %s" % head[0]
+    # Kafka 4 also lists min.insync.replicas, which its storage format sets
+    # as a cluster-level config; the topic's own override must be there.
+    configs = head[0].split("Configs:", 1)[1].strip().split(",") if "Configs:" in head[0] else []
+    assert "retention.ms=1000000" in configs, head[0]
     parts = re.findall(r"Partition: (\d+)\s+Leader: (\d+)\s+Replicas: (\d+)\s+Isr: (\d+)", p.stdout)
     assert sorted(x[0] for x in parts) == ["0", "1", "2"], p.stdout
     assert all(x[1:] == ("1", "1", "1") for x in parts), p.stdout

@@ -138,3 +138,19 @@ def test_batch_over_max_message_bytes_is_message_too_large(broker):
         assert err == 10, "150 kB batch with max.message.bytes=100000: error %d, expected MESSAGE_TOO_LARGE (10)" % err
         ok = rawkafka.record_batch([(None, b"x" * 50000, [])])
         assert rawkafka.produce_v7(c, topic, 0, ok) == (0, 0)
+
+
+def test_min_insync_replicas_above_replication_factor_is_capped(broker):
+    """Kafka 4 (KIP-966) takes min(min.insync.replicas, replication factor)
+    as the effective minimum ISR: on a one-replica topic with
+    min.insync.replicas=2, acks=all still succeeds.  (A cluster-wide
+    min.insync.replicas=2 must not break acks=all producers on RF 1 topics.)"""
+    topic = unique_topic("min-isr")
+    create_topic(broker.bootstrap, topic, config={"min.insync.replicas": "2"})
+    with conn(broker) as c:
+        res = rawkafka.produce_v7(c, topic, 0, rawkafka.record_batch([(None, b"all", [])]), acks=-1)
+        assert res == (0, 0), "acks=all, RF 1, min.insync.replicas 2: (error, offset) %r; Kafka 4.1 gives (0, 0)" % (
+            res,)
+        assert rawkafka.produce_v7(c, topic, 0, rawkafka.record_batch([(None, b"one", [])]), acks=1) == (0, 1)
+        err, hw, records = rawkafka.fetch_v4(c, topic, 0, 0)
+    assert (err, hw) == (0, 2)
