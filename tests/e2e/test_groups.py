@@ -252,6 +252,25 @@ def _consume_n(bootstrap, topic, group, n, reset="earliest", timeout=60, extra=N
     return got
 
 
+def _committed_after_restart(bootstrap, group, tps, timeout=60):
+    """Consumer.committed(), retried while the restarted coordinator is still
+    loading (NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS), as an
+    application would."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        try:
+            return c.committed(tps, timeout=20)
+        except KafkaException as e:
+            code = e.args[0].code()
+            if code not in (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                            KafkaError.COORDINATOR_NOT_AVAILABLE) or time.monotonic() > deadline:
+                raise
+        finally:
+            c.close()
+        time.sleep(0.5)
+
+
 def test_committed_offsets_survive_consumer_and_broker_restart(fresh_broker):
     b = fresh_broker.bootstrap
     topic = unique_topic("grp-resume")
@@ -271,11 +290,7 @@ def test_committed_offsets_survive_consumer_and_broker_restart(fresh_broker):
     assert sorted(seen) == sorted(values), "after a broker restart the group resumed at the wrong place"
 
     fresh_broker.restart(hard=True)  # kill -9: committed offsets were acknowledged, so they stay
-    c = Consumer({"bootstrap.servers": b, "group.id": group})
-    try:
-        committed = c.committed([TopicPartition(topic, p) for p in range(3)], timeout=30)
-    finally:
-        c.close()
+    committed = _committed_after_restart(b, group, [TopicPartition(topic, p) for p in range(3)])
     assert [tp.offset for tp in committed] == [30, 30, 30], committed
 
 
@@ -677,10 +692,10 @@ def test_many_commits_stay_bounded_and_survive_restart(fresh_broker):
     c.close()
 
     fresh_broker.restart()
+    got = _committed_after_restart(b, group, [TopicPartition(topic, p) for p in range(4)])
+    assert [tp.offset for tp in got] == [n + p for p in range(4)], got
     c = Consumer({"bootstrap.servers": b, "group.id": group})
     try:
-        got = c.committed([TopicPartition(topic, p) for p in range(4)], timeout=30)
-        assert [tp.offset for tp in got] == [n + p for p in range(4)], got
         if fresh_broker.target == "tidemark":
             md = c.list_topics("__consumer_offsets", timeout=20).topics["__consumer_offsets"]
             part = (abs(_java_hash(group)) if _java_hash(group) != -(1 << 31) else 0) % len(md.partitions)
