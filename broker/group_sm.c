@@ -22,6 +22,7 @@
 
 #include "common/kerr.h"
 #include "common/tm_assert.h"
+#include "common/tm_map.h"
 
 const char *gsm_state_name(enum gsm_state s)
 {
@@ -887,12 +888,24 @@ int gsm_join(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_join_req *
 
 /* ---- SyncGroup -------------------------------------------------------- */
 
-static const struct gsm_assignment_in *find_assignment(const struct gsm_sync_req *r, const char *id)
+/* The leader's assignment for member id, through an index of the request
+ * (member id -> its first assignment) so that large groups stay linear. */
+static const struct gsm_assignment_in *find_assignment(const struct tm_map *idx, const char *id)
 {
-	for (int32_t i = 0; i < r->n_assignments; i++)
-		if (seq(id, r->assignments[i].member_id, r->assignments[i].member_id_len))
-			return &r->assignments[i];
-	return NULL;
+	return tm_map_get(idx, id, strlen(id));
+}
+
+static int index_assignments(const struct gsm_sync_req *r, struct tm_map *idx)
+{
+	tm_map_init(idx);
+	for (int32_t i = r->n_assignments - 1; i >= 0; i--) { /* the first one wins */
+		const struct gsm_assignment_in *a = &r->assignments[i];
+		if (tm_map_put(idx, a->member_id ? a->member_id : "", a->member_id_len, (void *)a)) {
+			tm_map_deinit(idx);
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 int gsm_sync(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_sync_req *r, void *waiter, int64_t now_ms)
@@ -935,19 +948,31 @@ int gsm_sync(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_sync_req *
 			}
 		/* Copy every assignment first so that running out of memory
 		 * leaves the group as it was. */
-		uint8_t **copies = calloc((size_t)g->n_members + 1, sizeof(*copies));
-		if (!copies)
+		struct tm_map idx;
+		if (index_assignments(r, &idx))
 			return -ENOMEM;
+		uint8_t **copies = calloc((size_t)g->n_members + 1, sizeof(*copies));
+		int32_t *lens = calloc((size_t)g->n_members + 1, sizeof(*lens));
+		if (!copies || !lens) {
+			free(copies);
+			free(lens);
+			tm_map_deinit(&idx);
+			return -ENOMEM;
+		}
 		for (int32_t i = 0; i < g->n_members; i++) {
-			const struct gsm_assignment_in *a = find_assignment(r, g->members[i]->member_id);
-			copies[i] = bdup(a ? a->assignment : NULL, a ? a->assignment_len : 0);
+			const struct gsm_assignment_in *a = find_assignment(&idx, g->members[i]->member_id);
+			lens[i] = a && a->assignment_len > 0 ? a->assignment_len : 0;
+			copies[i] = bdup(a ? a->assignment : NULL, lens[i]);
 			if (!copies[i]) {
 				for (int32_t k = 0; k < i; k++)
 					free(copies[k]);
 				free(copies);
+				free(lens);
+				tm_map_deinit(&idx);
 				return -ENOMEM;
 			}
 		}
+		tm_map_deinit(&idx);
 		if (m->sync_waiter) {
 			void *old = m->sync_waiter;
 			m->sync_waiter = NULL;
@@ -957,12 +982,12 @@ int gsm_sync(struct gsm_ctx *c, struct gsm_group *g, const struct gsm_sync_req *
 		m->pending_sync = false;
 		for (int32_t i = 0; i < g->n_members; i++) {
 			struct gsm_member *x = g->members[i];
-			const struct gsm_assignment_in *a = find_assignment(r, x->member_id);
 			free(x->assignment);
 			x->assignment = copies[i];
-			x->assignment_len = a && a->assignment_len > 0 ? a->assignment_len : 0;
+			x->assignment_len = lens[i];
 		}
 		free(copies);
+		free(lens);
 		g->storing = true;
 		if (c->ops->store)
 			c->ops->store(c->env, g, true); /* last: it may complete at once */

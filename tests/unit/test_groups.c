@@ -666,6 +666,55 @@ START_TEST(test_groups_thousands_of_members)
 }
 END_TEST
 
+START_TEST(test_groups_large_group_sync_hands_every_member_its_assignment)
+{
+	setup_with(0, 5000);
+	enum { N = 2000 };
+	static char ids[N][128];
+	static char vals[N][16];
+	static const char *idp[N], *valp[N];
+	ck_assert_int_eq(join(0, (struct jopts){ .client_id = "m" }), 0);
+	ck_assert(J[0].done);
+	snprintf(ids[0], sizeof(ids[0]), "%s", J[0].member_id);
+	for (int i = 1; i < N; i++)
+		ck_assert_int_eq(join(i, (struct jopts){ .client_id = "m" }), 0);
+	ck_assert_int_eq(join(N, (struct jopts){ .member_id = ids[0], .client_id = "m" }), 0);
+	ck_assert(J[N].done);
+	ck_assert_int_eq(J[N].n_members, N);
+	int32_t gen = J[N].generation;
+	for (int i = 0; i < N; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%s", grp.members[i]->member_id);
+		snprintf(vals[i], sizeof(vals[i]), "a%d", i);
+		idp[i] = ids[i];
+		valp[i] = vals[i];
+	}
+	for (int i = 1; i < N; i++)
+		sync_(i, ids[i], gen, NULL, NULL, 0);
+	/* the leader's list in reverse order, with a duplicate that must not win */
+	static const char *rid[N + 1], *rval[N + 1];
+	for (int i = 0; i < N; i++) {
+		rid[i] = idp[N - 1 - i];
+		rval[i] = valp[N - 1 - i];
+	}
+	rid[N] = idp[1];
+	rval[N] = "dup";
+	struct gsm_assignment_in *a = calloc(N + 1, sizeof(*a));
+	for (int i = 0; i <= N; i++)
+		a[i] = (struct gsm_assignment_in){ rid[i], strlen(rid[i]), (const uint8_t *)rval[i], (int32_t)strlen(rval[i]) };
+	struct gsm_sync_req r = { .generation = gen, .member_id = ids[0], .member_id_len = strlen(ids[0]),
+				  .assignments = a, .n_assignments = N + 1 };
+	S[0] = (struct sres){ 0 };
+	ck_assert_int_eq(gsm_sync(&ctx, &grp, &r, &S[0], now), 0);
+	gsm_store_done(&ctx, &grp, gen, TM_ERR_NONE, now);
+	free(a);
+	for (int i = 0; i < N; i++) {
+		ck_assert_msg(S[i].done && S[i].error == TM_ERR_NONE, "member %d: done %d error %d", i, S[i].done,
+			      S[i].error);
+		ck_assert_str_eq(S[i].assignment, vals[i]);
+	}
+}
+END_TEST
+
 START_TEST(test_groups_oversized_metadata_refused)
 {
 	static char big[GSM_MEMBER_METADATA_MAX_BYTES + 10];
@@ -789,6 +838,7 @@ static Suite *groups_suite(void)
 	tcase_add_test(tc, test_groups_commit_validation);
 	tcase_add_test(tc, test_groups_restore_from_stored_metadata);
 	tcase_add_test(tc, test_groups_thousands_of_members);
+	tcase_add_test(tc, test_groups_large_group_sync_hands_every_member_its_assignment);
 	tcase_add_test(tc, test_groups_oversized_metadata_refused);
 	tcase_add_test(tc, test_groups_every_waiter_answered_once);
 	tcase_add_test(tc, test_groups_sync_waits_until_assignment_is_stored);
