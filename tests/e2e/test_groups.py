@@ -35,7 +35,7 @@ def on_term(*a):
     global stop
     stop = True
 signal.signal(signal.SIGTERM, on_term)
-state = {"assigned": [], "assignments": 0, "read": 0, "pid": os.getpid()}
+state = {"assigned": [], "assignments": 0, "read": 0, "emptied": 0, "pid": os.getpid()}
 def save():
     tmp = state_path + ".tmp"
     with open(tmp, "w") as f:
@@ -61,8 +61,11 @@ if lib == "confluent":
             cons.incremental_assign(parts)
         save()
     def on_revoke(cons, parts):
+        had = bool(current)
         for p in parts:
             current.discard(p.partition)
+        if had and not current:
+            state["emptied"] += 1
         state["assigned"] = sorted(current)
         if cooperative:
             cons.incremental_unassign(parts)
@@ -86,6 +89,8 @@ else:
     c = KafkaConsumer(**kw)
     class L(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked):
+            if state["assigned"]:
+                state["emptied"] += 1
             state["assigned"] = []
             save()
         def on_partitions_assigned(self, assigned):
@@ -218,9 +223,13 @@ def test_consumers_split_partitions_and_rebalance_on_join_leave_crash(broker, wo
     got = wait_split([a, c2, c3], 6, what="three consumers split 6 partitions")
     assert sorted(len(x) for x in got) == [2, 2, 2]
     if assignor == "cooperative-sticky":
-        # Incremental rebalancing: a consumer that already had partitions
-        # went through at least two assignments (initial, then incremental).
-        assert a.state()["assignments"] >= 2, a.state()
+        # Incremental rebalancing: the first consumer went through more than
+        # one assignment but never gave up all its partitions, while the
+        # newcomers got theirs in a later rebalance than the revocation.
+        assert a.state()["assignments"] >= 2 and a.state()["emptied"] == 0, a.state()
+    else:
+        # Eager protocols revoke everything at each rebalance.
+        assert a.state()["emptied"] >= 2, a.state()
 
     c2.stop()  # LeaveGroup: the others take its partitions at once
     wait_split([a, c3], 6, timeout=30, what="after a graceful leave")
