@@ -35,19 +35,10 @@ static const char *kptr(struct kstr s)
 	return s.ptr ? s.ptr : "";
 }
 
-/* client_host as Kafka shows it ("/" + address).  The connection's peer
- * address is private to server.c, so Tidemark reports the listener host. */
+/* client_host as Kafka shows it: "/" + the client's address. */
 static struct kstr client_host(struct tm_req *req)
 {
-	const struct tm_listener *l = config_find_listener(&req->b->cfg, req->listener_name ? req->listener_name : "");
-	const char *h = l && l->host[0] ? l->host : "0.0.0.0";
-	size_t n = strlen(h) + 2;
-	char *s = arena_alloc(&req->arena, n);
-	if (!s)
-		return kstr_c("/");
-	s[0] = '/';
-	memcpy(s + 1, h, n - 1);
-	return kstr_c(s);
+	return kstr_c(req->peer_host[0] ? req->peer_host : "/");
 }
 
 /* ---- FindCoordinator ------------------------------------------------------ */

@@ -59,6 +59,7 @@ struct tm_req {
 	bool done;
 	bool no_response;           /* Produce acks=0 */
 	const char *listener_name;
+	char peer_host[48];         /* the client's address, as Kafka shows it: "/127.0.0.1" */
 };
 
 struct tm_broker {

@@ -47,6 +47,7 @@ struct tm_conn {
 	bool dead;                    /* free as soon as not busy */
 	bool read_paused;
 	char peer[160];
+	char peer_host[48];           /* "/" + address */
 };
 
 struct tm_listen_ctx {
@@ -232,6 +233,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		r->frame_len = (size_t)len;
 		r->arrival_ms = tm_mono_ms();
 		r->listener_name = c->listener->name;
+		memcpy(r->peer_host, c->peer_host, sizeof(r->peer_host));
 		arena_init(&r->arena, 0);
 		wbuf_init(&r->resp);
 		if (c->tail)
@@ -302,6 +304,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		port = ntohs(in6->sin6_port);
 	}
 	snprintf(c->peer, sizeof(c->peer), "%s:%d/%s", host, port, ctx->l->name);
+	snprintf(c->peer_host, sizeof(c->peer_host), "/%s", host);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (ctx->l->security == TM_SEC_SSL) {

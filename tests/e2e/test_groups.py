@@ -399,6 +399,7 @@ def test_kafka_consumer_groups_tool(broker):
     wait_for(lambda: c.poll(0.2) is None and len(c.assignment()) == 2, 30, "member assignment")
     p = _groups_tool(b, "--describe", "--group", group, "--members")
     assert "cli-member" in p.stdout and re.search(r"\s2\s", p.stdout), p.stdout
+    assert "/127.0.0.1" in p.stdout, p.stdout  # HOST column: the member's address
     p = _groups_tool(b, "--describe", "--group", group, "--state")
     assert "Stable" in p.stdout, p.stdout
     # resetting offsets of an active group is refused
