@@ -1060,6 +1060,16 @@ static void q_step(struct tm_quorum *q, const struct raft_event *ev)
 
 /* ---- inbound RPCs on the controller listener ------------------------------------------- */
 
+/* The request's cluster id as a C string for the core ("" when null). */
+static void q_cluster_id(char out[64], struct kstr id)
+{
+	/* Truncated, never emptied: an over-long foreign id must still mismatch. */
+	int n = id.len <= 0 ? 0 : id.len > 63 ? 63 : id.len;
+	if (n)
+		memcpy(out, id.ptr, (size_t)n);
+	out[n] = 0;
+}
+
 /* Steps an inbound request; answers it with `fallback` when the core did not. */
 static void q_step_request(struct tm_quorum *q, struct tm_req *req, struct raft_msg *m, enum raft_msg_type answer)
 {
@@ -1107,7 +1117,7 @@ void api_vote(struct tm_req *req)
 	m.type = RAFT_MSG_VOTE_REQ;
 	m.from = p->replica_id;
 	char cid[64];
-	snprintf(cid, sizeof(cid), "%.*s", in.cluster_id.len > 0 ? in.cluster_id.len : 0, in.cluster_id.ptr ? in.cluster_id.ptr : "");
+	q_cluster_id(cid, in.cluster_id);
 	m.cluster_id = cid;
 	m.u.vote_req.candidate_epoch = p->replica_epoch;
 	m.u.vote_req.candidate_id = p->replica_id;
@@ -1132,7 +1142,7 @@ void api_begin_quorum_epoch(struct tm_req *req)
 	struct raft_msg m;
 	memset(&m, 0, sizeof(m));
 	char cid[64];
-	snprintf(cid, sizeof(cid), "%.*s", in.cluster_id.len > 0 ? in.cluster_id.len : 0, in.cluster_id.ptr ? in.cluster_id.ptr : "");
+	q_cluster_id(cid, in.cluster_id);
 	m.cluster_id = cid;
 	m.type = RAFT_MSG_BEGIN_EPOCH_REQ;
 	m.from = p->leader_id;
@@ -1156,7 +1166,7 @@ void api_end_quorum_epoch(struct tm_req *req)
 	struct raft_msg m;
 	memset(&m, 0, sizeof(m));
 	char cid[64];
-	snprintf(cid, sizeof(cid), "%.*s", in.cluster_id.len > 0 ? in.cluster_id.len : 0, in.cluster_id.ptr ? in.cluster_id.ptr : "");
+	q_cluster_id(cid, in.cluster_id);
 	m.cluster_id = cid;
 	m.type = RAFT_MSG_END_EPOCH_REQ;
 	m.from = p->leader_id;
@@ -1216,7 +1226,7 @@ void quorum_handle_fetch(struct tm_req *req, struct kafka_fetch_request *in)
 	struct raft_msg m;
 	memset(&m, 0, sizeof(m));
 	char cid[64];
-	snprintf(cid, sizeof(cid), "%.*s", in->cluster_id.len > 0 ? in->cluster_id.len : 0, in->cluster_id.ptr ? in->cluster_id.ptr : "");
+	q_cluster_id(cid, in->cluster_id);
 	m.cluster_id = cid;
 	m.type = RAFT_MSG_FETCH_REQ;
 	m.from = replica;
