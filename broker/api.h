@@ -14,6 +14,8 @@ void api_api_versions(struct tm_req *req);
 void api_metadata(struct tm_req *req);
 void api_produce(struct tm_req *req);
 void api_fetch(struct tm_req *req);
+/* Drops the fetches still waiting for data (shutdown). */
+void fetch_abort_all(struct tm_broker *b);
 void api_list_offsets(struct tm_req *req);
 void api_create_topics(struct tm_req *req);
 void api_delete_topics(struct tm_req *req);

@@ -47,6 +47,7 @@ struct fetch_part {
 };
 
 struct fetch_op {
+	struct fetch_op *prev, *next; /* the broker's waiting fetches, for shutdown */
 	struct tm_req *req;
 	struct kafka_fetch_request in;
 	struct kafka_fetch_response out;
@@ -76,8 +77,21 @@ static void fetch_free_data(struct fetch_op *op)
 	}
 }
 
+static void fetch_unlink(struct fetch_op *op)
+{
+	struct tm_broker *b = op->req->b;
+	if (op->prev)
+		op->prev->next = op->next;
+	else if (b->fetch_ops == op)
+		b->fetch_ops = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op->prev = op->next = NULL;
+}
+
 static void fetch_respond(struct fetch_op *op)
 {
+	fetch_unlink(op);
 	fetch_clear_waits(op);
 	if (op->timer)
 		event_free(op->timer);
@@ -325,5 +339,29 @@ void api_fetch(struct tm_req *req)
 	op->deadline_ms = tm_mono_ms() + wait;
 	op->timer = evtimer_new(b->base, fetch_timer_cb, op);
 	TM_ASSERT(op->timer != NULL);
+	op->next = b->fetch_ops;
+	if (op->next)
+		op->next->prev = op;
+	b->fetch_ops = op;
 	fetch_round(op);
+}
+
+void fetch_abort_all(struct tm_broker *b)
+{
+	while (b->fetch_ops) {
+		struct fetch_op *op = b->fetch_ops;
+		if (op->reads_pending > 0) {
+			/* A storage read is still out; it finishes the op when it lands. */
+			fetch_unlink(op);
+			continue;
+		}
+		fetch_unlink(op);
+		fetch_clear_waits(op);
+		event_free(op->timer);
+		fetch_free_data(op);
+		struct tm_req *req = op->req;
+		free(op);
+		req->no_response = true;
+		req_finish(req);
+	}
 }

@@ -39,6 +39,7 @@ struct tm_io;
 struct tm_conn;
 struct tm_group_coordinator;
 struct tm_controller;
+struct fetch_op;
 struct tm_quorum;
 struct evhttp;
 struct ssl_ctx_st;
@@ -73,6 +74,7 @@ struct tm_broker {
 	const struct tm_listener *listener_cfg[TM_MAX_LISTENERS];
 	int listener_count;
 	int conn_count;
+	struct tm_conn *conns;      /* every open client connection */
 	bool stopping;
 	bool serving;                /* listeners up, registration committed */
 	struct tm_metrics metrics;
@@ -91,6 +93,7 @@ struct tm_broker {
 	bool heartbeat_inflight;
 	int64_t last_heartbeat_ms;
 	int64_t pid_next, pid_end;  /* this node's current producer-id block */
+	struct fetch_op *fetch_ops;  /* fetches waiting for data (api_fetch.c) */
 	struct tm_controller *controller;
 	struct tm_quorum *quorum;
 	struct tm_group_coordinator *groups;
@@ -101,6 +104,8 @@ struct tm_broker {
 int server_start(struct tm_broker *b, bool controller_listeners);
 void server_stop(struct tm_broker *b);
 void server_free_tls(struct tm_broker *b);
+/* Closes every client connection (shutdown); pending requests finish unanswered. */
+void server_close_connections(struct tm_broker *b);
 /* Queues req's response (req->resp holds the body) in request order and frees
  * req once written; with req->no_response only frees it. */
 void req_finish(struct tm_req *req);

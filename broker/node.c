@@ -27,6 +27,7 @@
 
 #include <event2/event.h>
 
+#include "broker/api.h"
 #include "broker/broker.h"
 #include "broker/controller.h"
 #include "broker/groups.h"
@@ -489,9 +490,11 @@ int node_run(const struct tm_config *cfg)
 	event_free(b->sigint_ev);
 	event_free(b->sigterm_ev);
 	rc = 0;
+	fetch_abort_all(b);
 	metrics_http_stop(b);
 err_server:
 	server_stop(b);
+	server_close_connections(b);
 	server_free_tls(b);
 err_groups:
 	groups_stop(b);

@@ -37,6 +37,7 @@
 #define CONN_OUTPUT_HIGH_BYTES (8u << 20)
 
 struct tm_conn {
+	struct tm_conn *prev, *next;  /* the broker's connections */
 	struct tm_broker *b;
 	struct bufferevent *bev;
 	const struct tm_listener *listener;
@@ -79,6 +80,12 @@ static void conn_free(struct tm_conn *c)
 	c->head = c->tail = NULL;
 	if (c->bev)
 		bufferevent_free(c->bev);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->b->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	c->b->conn_count--;
 	free(c);
 }
@@ -324,6 +331,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	b->conn_count++;
 	b->metrics.connections_accepted++;
+	c->next = b->conns;
+	if (c->next)
+		c->next->prev = c;
+	b->conns = c;
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	tm_debug("server", "connection %s accepted", c->peer);
@@ -401,6 +412,12 @@ void server_stop(struct tm_broker *b)
 		b->listeners[i] = NULL;
 	}
 	b->listener_count = 0;
+}
+
+void server_close_connections(struct tm_broker *b)
+{
+	while (b->conns)
+		conn_free(b->conns);
 }
 
 void server_free_tls(struct tm_broker *b)
