@@ -150,7 +150,10 @@ void api_produce(struct tm_req *req)
 			if (in.acks == -1) {
 				struct md_topic *mt = md_topic_by_id(&b->md, &p->topic->id);
 				int isr = mt ? mt->parts[p->index].n_isr : 0;
-				if (isr < p->topic->min_insync_replicas) {
+				int replicas = mt ? mt->parts[p->index].n_replicas : 0;
+				/* Kafka's effective minimum: never more than the replicas there are. */
+				int min_isr = p->topic->min_insync_replicas < replicas ? p->topic->min_insync_replicas : replicas;
+				if (isr < min_isr) {
 					r->error_code = TM_ERR_NOT_ENOUGH_REPLICAS;
 					continue;
 				}
