@@ -101,3 +101,22 @@ def test_deleted_topic_stays_deleted_across_kill_9(fresh_broker):
     assert watermarks(b.bootstrap, keep, 0) == (0, 5)
     assert not os.path.exists(b.data_dir / ("%s-0" % gone)) or wait_for(
         lambda: not os.path.exists(b.data_dir / ("%s-0" % gone)), 90, "old partition directory removed")
+
+
+def test_delete_records_start_offset_survives_restart(fresh_broker):
+    """DeleteRecords moves the log start offset; after a clean restart the
+    earliest offset is still there and reading starts from it."""
+    from confluent_kafka import TopicPartition
+    from tmhelp import admin
+    b = fresh_broker
+    topic = unique_topic("persist-delrec")
+    create_topic(b.bootstrap, topic)
+    produce(b.bootstrap, topic, [{"value": b"v%d" % i} for i in range(30)])
+    a = admin(b.bootstrap)
+    res = a.delete_records([TopicPartition(topic, 0, 17)], request_timeout=20)
+    assert list(res.values())[0].result(timeout=30).low_watermark == 17
+    b.restart()
+    wait_for_metadata(b.bootstrap, topic, 1)
+    assert watermarks(b.bootstrap, topic, 0) == (17, 30)
+    got = consume(b.bootstrap, topic, [0], 13)
+    assert [m["offset"] for m in got] == list(range(17, 30))

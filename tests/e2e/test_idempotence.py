@@ -144,3 +144,15 @@ def test_confluent_idempotent_producer_across_broker_restart(fresh_broker, how):
     values = stored_values(b.bootstrap, topic)
     check_exactly_once(values, acked, "confluent across restart")
     assert len(acked) == 3000
+
+
+def test_kcat_idempotent_producer_writes_each_record_once(broker):
+    """librdkafka 2.0.2 (kcat) with enable.idempotence=true."""
+    from tmhelp import kcat
+    topic = unique_topic("idem-kcat")
+    create_topic(broker.bootstrap, topic)
+    lines = [str(i) for i in range(300)]
+    kcat("-P", "-b", broker.bootstrap, "-t", topic, "-p", "0", "-X", "enable.idempotence=true",
+         "-X", "linger.ms=5", input="\n".join(lines) + "\n")
+    values = stored_values(broker.bootstrap, topic)
+    assert values == lines
