@@ -110,53 +110,21 @@ static void describe_broker(struct tm_req *req, const struct kafka_describe_conf
 		res->error_message = kstr_c("Describe the configs of a broker on that broker");
 		return;
 	}
-	struct {
-		const char *key;
-		int64_t v;
-		int8_t type;
-	} longs[] = {
-		{ "node.id", c->node_id, TYPE_INT },
-		{ "broker.id", c->node_id, TYPE_INT },
-		{ "num.partitions", c->num_partitions, TYPE_INT },
-		{ "default.replication.factor", c->default_replication_factor, TYPE_INT },
-		{ "min.insync.replicas", c->min_insync_replicas, TYPE_INT },
-		{ "log.retention.ms", c->log_retention_ms, TYPE_LONG },
-		{ "log.retention.bytes", c->log_retention_bytes, TYPE_LONG },
-		{ "log.segment.bytes", c->log_segment_bytes, TYPE_INT },
-		{ "log.roll.ms", c->log_roll_ms, TYPE_LONG },
-		{ "log.flush.interval.messages", c->log_flush_interval_messages, TYPE_LONG },
-		{ "log.flush.interval.ms", c->log_flush_interval_ms, TYPE_LONG },
-		{ "message.max.bytes", c->message_max_bytes, TYPE_INT },
-		{ "socket.request.max.bytes", c->socket_request_max_bytes, TYPE_INT },
-		{ "offsets.topic.replication.factor", c->offsets_topic_replication_factor, TYPE_INT },
-		{ "offsets.topic.num.partitions", c->offsets_topic_num_partitions, TYPE_INT },
-		{ "group.initial.rebalance.delay.ms", c->group_initial_rebalance_delay_ms, TYPE_INT },
-		{ "replica.lag.time.max.ms", c->replica_lag_time_max_ms, TYPE_LONG },
-	};
-	struct {
-		const char *key;
-		const char *v;
-		int8_t type;
-	} strs[] = {
-		{ "log.dirs", c->log_dir, TYPE_STRING },
-		{ "process.roles", c->role_broker && c->role_controller ? "broker,controller" : c->role_broker ? "broker" : "controller", TYPE_LIST },
-		{ "auto.create.topics.enable", c->auto_create_topics_enable ? "true" : "false", TYPE_BOOLEAN },
-		{ "delete.topic.enable", c->delete_topic_enable ? "true" : "false", TYPE_BOOLEAN },
-		{ "log.message.timestamp.type", c->log_message_timestamp_type, TYPE_STRING },
-		{ "controller.listener.names", c->controller_listener_names, TYPE_STRING },
-	};
-	size_t n = sizeof(longs) / sizeof(longs[0]) + sizeof(strs) / sizeof(strs[0]);
-	res->configs = arena_alloc(&req->arena, sizeof(*res->configs) * n);
-	for (size_t i = 0; res->configs && i < sizeof(longs) / sizeof(longs[0]); i++) {
-		if (!key_wanted(q, longs[i].key))
+	size_t n = 0;
+	char value[1024];
+	bool set;
+	int type;
+	while (config_describe(c, (int)n, value, sizeof(value), &set, &type))
+		n++;
+	res->configs = arena_alloc(&req->arena, sizeof(*res->configs) * (n ? n : 1));
+	for (int i = 0; res->configs && i < (int)n; i++) {
+		const char *key = config_describe(c, i, value, sizeof(value), &set, &type);
+		if (!key[0] || !key_wanted(q, key) || strstr(key, "password"))
 			continue;
-		char buf[32];
-		snprintf(buf, sizeof(buf), "%" PRId64, longs[i].v);
-		add_entry(req, res, longs[i].key, buf, SRC_STATIC_BROKER, longs[i].type, true, synonyms);
+		/* Settings given in server.properties, the environment or an
+		 * override are STATIC_BROKER_CONFIG; the rest are defaults. */
+		add_entry(req, res, key, value, set ? SRC_STATIC_BROKER : SRC_DEFAULT, (int8_t)type, true, synonyms);
 	}
-	for (size_t i = 0; res->configs && i < sizeof(strs) / sizeof(strs[0]); i++)
-		if (key_wanted(q, strs[i].key))
-			add_entry(req, res, strs[i].key, strs[i].v, SRC_STATIC_BROKER, strs[i].type, true, synonyms);
 }
 
 void api_describe_configs(struct tm_req *req)

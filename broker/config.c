@@ -371,6 +371,8 @@ int config_set(struct tm_config *c, const char *key, const char *value, char *er
 			continue;
 		char *field = (char *)c + e->off;
 		int64_t x;
+		if (i < sizeof(c->explicitly_set))
+			c->explicitly_set[i] = 1;
 		switch (e->type) {
 		case CFG_IGNORED:
 			tm_warn("config", "%s=%s has no effect in Tidemark; ignored", key, v);
@@ -593,4 +595,72 @@ int config_validate(struct tm_config *c, char *err, size_t err_len)
 	else if (!strcasecmp(c->log_level, "error"))
 		tm_log_min_level = TM_LOG_ERROR;
 	return 0;
+}
+
+static int config_print_listeners(char *out, size_t len, const struct tm_listener *ls, int n)
+{
+	size_t o = 0;
+	out[0] = 0;
+	for (int i = 0; i < n && o < len; i++)
+		o += (size_t)snprintf(out + o, len - o, "%s%s://%s:%d", i ? "," : "", ls[i].name, ls[i].host, ls[i].port);
+	return 0;
+}
+
+const char *config_describe(const struct tm_config *c, int i, char *value, size_t value_len, bool *is_set,
+			    int *type)
+{
+	if (i < 0 || (size_t)i >= sizeof(cfg_table) / sizeof(cfg_table[0]))
+		return NULL;
+	const struct cfg_entry *e = &cfg_table[i];
+	*is_set = (size_t)i < sizeof(c->explicitly_set) && c->explicitly_set[i];
+	value[0] = 0;
+	const char *field = (const char *)c + e->off;
+	switch (e->type) {
+	case CFG_IGNORED:
+		return "";
+	case CFG_BOOL:
+		*type = 1;
+		snprintf(value, value_len, "%s", *(const bool *)field ? "true" : "false");
+		return e->key;
+	case CFG_STR:
+		*type = 2;
+		snprintf(value, value_len, "%s", field);
+		return e->key;
+	case CFG_I16:
+		*type = 3;
+		snprintf(value, value_len, "%d", *(const int16_t *)field);
+		return e->key;
+	case CFG_I32:
+		*type = 3;
+		snprintf(value, value_len, "%d", *(const int32_t *)field);
+		return e->key;
+	case CFG_I64:
+		*type = 5;
+		if (e->scale != 1)
+			return ""; /* .hours/.minutes aliases: the .ms key describes the value */
+		snprintf(value, value_len, "%" PRId64, *(const int64_t *)field);
+		return e->key;
+	case CFG_SPECIAL:
+		*type = 7;
+		if (!strcmp(e->key, "process.roles"))
+			snprintf(value, value_len, "%s", c->role_broker && c->role_controller ? "broker,controller"
+							  : c->role_broker		     ? "broker"
+											     : "controller");
+		else if (!strcmp(e->key, "listeners"))
+			config_print_listeners(value, value_len, c->listeners, c->listener_count);
+		else if (!strcmp(e->key, "advertised.listeners"))
+			config_print_listeners(value, value_len, c->advertised, c->advertised_count);
+		else if (!strcmp(e->key, "log.dirs")) {
+			*type = 2;
+			snprintf(value, value_len, "%s", c->log_dir);
+		} else if (!strcmp(e->key, "controller.quorum.voters")) {
+			size_t o = 0;
+			for (int v = 0; v < c->voter_count && o < value_len; v++)
+				o += (size_t)snprintf(value + o, value_len - o, "%s%d@%s:%d", v ? "," : "", c->voters[v].id,
+						      c->voters[v].host, c->voters[v].port);
+		} else
+			return "";
+		return e->key;
+	}
+	return "";
 }

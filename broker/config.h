@@ -104,6 +104,8 @@ struct tm_config {
 
 	int http_port;                        /* tidemark.http.port: /metrics /healthz /readyz; -1 off */
 	char log_level[16];
+
+	uint8_t explicitly_set[128];          /* by config table index: given by file, env or --override */
 };
 
 /* Fills c with the defaults of `bin/tidemark` with no arguments. */
@@ -116,6 +118,13 @@ int config_load_file(struct tm_config *c, const char *path, char *err, size_t er
 int config_load_env(struct tm_config *c, char **envp, char *err, size_t err_len);
 /* Cross-field checks after everything is loaded (roles vs listeners, node id among voters ...). */
 int config_validate(struct tm_config *c, char *err, size_t err_len);
+
+/* Walks the known settings for DescribeConfigs: the i-th key (NULL past
+ * the end; skipped entries give "" ), its current value as text, whether
+ * it was set explicitly, and its Kafka config type (1 boolean, 2 string,
+ * 3 int, 5 long, 7 list). */
+const char *config_describe(const struct tm_config *c, int i, char *value, size_t value_len, bool *is_set,
+			    int *type);
 
 const struct tm_listener *config_find_listener(const struct tm_config *c, const char *name);
 const struct tm_listener *config_advertised_for(const struct tm_config *c, const char *name);
