@@ -570,3 +570,106 @@ def metadata_log_batches(node):
             out.append((base, base + delta, epoch, crc))
             pos += 12 + length
     return out
+
+
+# ---- partition replication (issue 5) --------------------------------------------
+ERR_NOT_LEADER_OR_FOLLOWER = 6
+ERR_NOT_ENOUGH_REPLICAS = 19
+ERR_FENCED_LEADER_EPOCH = 74
+ERR_UNKNOWN_LEADER_EPOCH = 75
+
+
+def partition_states(node, topic, timeout=5):
+    """{partition: {leader, leader_epoch, replicas, isr}} for `topic` from
+    `node`'s own Metadata v12 answer ({} when the node does not know it)."""
+    for t in metadata(node, [topic], timeout=timeout)["topics"]:
+        if t["name"] == topic and t["error"] == 0:
+            return {p["index"]: {"leader": p["leader"], "leader_epoch": p["leader_epoch"],
+                                 "replicas": list(p["replicas"]), "isr": sorted(p["isr"])}
+                    for p in t["partitions"]}
+    return {}
+
+
+def _states_or_error(node, topic):
+    try:
+        return partition_states(node, topic, timeout=3)
+    except (OSError, rawkafka.ShortRead, ConnectionError) as e:
+        return "%s: %s" % (type(e).__name__, e)
+
+
+def wait_partitions(c, topic, timeout_s, check, what, nodes=None):
+    """Polls every running node (or `nodes`) until all answer the same
+    partition states for `topic` and check(states) holds.  Returns the
+    states; fails quoting each node's last answer and the logs."""
+    deadline = time.monotonic() + timeout_s
+    views = {}
+    while time.monotonic() < deadline:
+        views = {n.node_id: _states_or_error(n, topic) for n in (nodes or c.running())}
+        vals = list(views.values())
+        if vals and all(isinstance(v, dict) and v for v in vals) and all(v == vals[0] for v in vals) \
+                and check(vals[0]):
+            return vals[0]
+        time.sleep(0.1)
+    raise AssertionError("%s: not within %ss; last partition states of %s per node:\n%s\n%s"
+                         % (what, timeout_s, topic, _fmt_views(views), c.logs()))
+
+
+def isr_whole(states):
+    """Every partition has a leader and its ISR is all of its replicas."""
+    return bool(states) and all(s["leader"] >= 0 and s["isr"] == sorted(s["replicas"]) for s in states.values())
+
+
+def wait_isr_whole(c, topic, timeout_s, nodes=None):
+    """Waits until every node agrees that each partition of `topic` has a
+    leader and a whole ISR.  Returns the states."""
+    return wait_partitions(c, topic, timeout_s, isr_whole, "ISR of every partition whole", nodes)
+
+
+def wait_leader_moved(c, topic, partition, old_leader, timeout_s, nodes=None):
+    """Waits until the live nodes agree that `partition` is led by a broker
+    other than old_leader.  Returns its state."""
+    states = wait_partitions(c, topic, timeout_s,
+                             lambda s: s[partition]["leader"] not in (-1, old_leader),
+                             "partition %d led by a broker other than %d" % (partition, old_leader), nodes)
+    return states[partition]
+
+
+def fetch_v11(node, topic, partition, offset, current_leader_epoch=-1, replica_id=-1, max_wait_ms=0,
+              timeout=10):
+    """Fetch v11 (non-flexible; the first versions with current_leader_epoch
+    are 9+) for one partition, sent to `node`.  Returns (partition
+    error_code, high_watermark, records bytes)."""
+    w = (rawkafka.Writer().i32(replica_id).i32(max_wait_ms).i32(1).i32(1 << 20).i8(0)
+         .i32(0).i32(-1)  # session_id 0, session_epoch -1: a full fetch without a session
+         .i32(1).string(topic).i32(1)
+         .i32(partition).i32(current_leader_epoch).i64(offset).i64(-1).i32(1 << 20)
+         .i32(0)  # forgotten_topics_data
+         .string(""))  # rack_id
+    with _conn(node, timeout) as c:
+        r = c.request(rawkafka.API_FETCH, 11, w.build())
+    r.i32()  # throttle_time_ms
+    top_err = r.i16()
+    r.i32()  # session_id
+    assert r.i32() == 1, "one topic in the fetch response"
+    r.string()
+    assert r.i32() == 1, "one partition in the fetch response"
+    r.i32()
+    err = r.i16()
+    hw = r.i64()
+    r.i64()  # last_stable_offset
+    r.i64()  # log_start_offset
+    for _ in range(max(r.i32(), 0)):
+        r.i64()
+        r.i64()
+    r.i32()  # preferred_read_replica
+    n = r.i32()
+    records = b"" if n < 0 else r.take(n)
+    return (err or top_err), hw, records
+
+
+def produce_raw(node, topic, partition, values, acks=-1, timeout_ms=5000, timeout=15):
+    """Produce v7 of one uncompressed batch of `values` sent to `node`.
+    Returns (error_code, base_offset)."""
+    batch = rawkafka.record_batch([(None, v, []) for v in values])
+    with _conn(node, timeout) as c:
+        return rawkafka.produce_v7(c, topic, partition, batch, acks=acks, timeout_ms=timeout_ms)
