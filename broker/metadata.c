@@ -127,7 +127,10 @@ static int apply_partition(struct md_image *img, const struct kafka_partition_re
 	}
 	struct md_partition *p = &t->parts[r->partition_id];
 	if (copy_set(p->replicas, &p->n_replicas, r->replicas, r->replicas_count) ||
-	    copy_set(p->isr, &p->n_isr, r->isr, r->isr_count))
+	    copy_set(p->isr, &p->n_isr, r->isr, r->isr_count) ||
+	    copy_set(p->adding, &p->n_adding, r->adding_replicas, r->adding_replicas_count > 0 ? r->adding_replicas_count : 0) ||
+	    copy_set(p->removing, &p->n_removing, r->removing_replicas,
+		     r->removing_replicas_count > 0 ? r->removing_replicas_count : 0))
 		return -EINVAL;
 	p->leader = r->leader;
 	p->leader_epoch = r->leader_epoch;
@@ -145,6 +148,12 @@ static int apply_partition_change(struct md_image *img, const struct kafka_parti
 	if (r->replicas_count >= 0 && copy_set(p->replicas, &p->n_replicas, r->replicas, r->replicas_count))
 		return -EINVAL;
 	if (r->isr_count >= 0 && copy_set(p->isr, &p->n_isr, r->isr, r->isr_count))
+		return -EINVAL;
+	/* Null (-1) leaves a reassignment's adding/removing sets as they are; empty clears them. */
+	if (r->adding_replicas_count >= 0 && copy_set(p->adding, &p->n_adding, r->adding_replicas, r->adding_replicas_count))
+		return -EINVAL;
+	if (r->removing_replicas_count >= 0 &&
+	    copy_set(p->removing, &p->n_removing, r->removing_replicas, r->removing_replicas_count))
 		return -EINVAL;
 	/* leader -2 (the default) means "unchanged"; a new leader bumps the epoch. */
 	if (r->leader != -2) {

@@ -38,6 +38,12 @@ struct md_partition {
 	int n_replicas;
 	int32_t isr[MD_REPLICAS_MAX];
 	int n_isr;
+	/* An ongoing reassignment (KIP-455): replicas = target + removing;
+	 * both empty when none is under way. */
+	int32_t adding[MD_REPLICAS_MAX];
+	int n_adding;
+	int32_t removing[MD_REPLICAS_MAX];
+	int n_removing;
 };
 
 struct md_config {
