@@ -9,6 +9,7 @@
 #define TM_BROKER_API_H
 
 #include "broker/broker.h"
+#include "broker/peer.h"
 
 void api_api_versions(struct tm_req *req);
 void api_metadata(struct tm_req *req);
@@ -27,6 +28,12 @@ void api_describe_cluster(struct tm_req *req);
 void api_init_producer_id(struct tm_req *req);
 void api_delete_records(struct tm_req *req);
 void api_offsets_for_leader_epoch(struct tm_req *req);
+/* AlterPartition on the active controller (api_alter_partition.c). */
+void api_alter_partition(struct tm_req *req);
+/* The same for a leader on this node: body is an encoded AlterPartition
+ * request; cb gets the encoded response (err 0) like a peer's answer. */
+int alter_partition_local(struct tm_broker *b, const uint8_t *body, size_t len, int16_t version, peer_resp_cb cb,
+			  void *arg);
 /* group coordinator (api_groups.c) */
 void api_find_coordinator(struct tm_req *req);
 void api_join_group(struct tm_req *req);

@@ -10,6 +10,14 @@
  * are looked up afresh each round, so a topic deleted meanwhile is reported,
  * never touched.
  *
+ * Follower fetches (replica_id >= 0, broker/replica.c) take the same path
+ * with three differences: they read up to the leader's written offset, not
+ * the high watermark; their first round reports the follower's position to
+ * the ISR tracking (partition_follower_fetched), which may move the HW; and
+ * a last_fetched_epoch that the leader's epoch history contradicts is
+ * answered at once with DivergingEpoch (the follower truncates).  They wait
+ * for new data rather than for the HW.
+ *
  * Fetch sessions (KIP-227) are declined: session_id 0 in every answer, which
  * tells the client to keep sending full fetches; a request naming a session
  * gets FETCH_SESSION_ID_NOT_FOUND.
@@ -40,7 +48,9 @@ struct fetch_part {
 	int32_t index;
 	int64_t fetch_offset;
 	int32_t current_leader_epoch;
+	int32_t last_fetched_epoch;
 	int32_t max_bytes;
+	bool answer_now;            /* divergence: no waiting */
 	uint8_t *data;              /* owned until the response is encoded */
 	size_t len;
 	struct tm_waiter w;
@@ -54,6 +64,8 @@ struct fetch_op {
 	struct fetch_part *parts;
 	int n_parts;
 	int reads_pending;
+	int32_t replica_id;         /* -1: a consumer */
+	int round;
 	struct event *timer;
 	int64_t deadline_ms;        /* monotonic */
 	bool waiting;
@@ -161,7 +173,7 @@ static void fetch_settle(struct fetch_op *op)
 	bool errors = false;
 	for (int i = 0; i < op->n_parts; i++) {
 		total += op->parts[i].len;
-		errors |= op->parts[i].r->error_code != TM_ERR_NONE;
+		errors |= op->parts[i].r->error_code != TM_ERR_NONE || op->parts[i].answer_now;
 	}
 	int64_t now = tm_mono_ms();
 	if (total >= (size_t)(op->in.min_bytes > 0 ? op->in.min_bytes : 0) || errors || now >= op->deadline_ms) {
@@ -172,7 +184,9 @@ static void fetch_settle(struct fetch_op *op)
 	op->waiting = true;
 	for (int i = 0; i < op->n_parts; i++) {
 		struct tm_partition *p = fetch_resolve(op, &op->parts[i]);
-		if (p)
+		if (p && op->replica_id >= 0)
+			partition_wait_data(p, &op->parts[i].w);
+		else if (p)
 			partition_wait(p, &op->parts[i].w);
 	}
 	int64_t left = op->deadline_ms - now;
@@ -221,16 +235,40 @@ static void fetch_round(struct fetch_op *op)
 			r->current_leader.leader_epoch = p->leader_epoch;
 			continue;
 		}
+		r->log_start_offset = log_start_offset(p->log);
+		if (op->replica_id >= 0 && fp->last_fetched_epoch >= 0) {
+			int32_t e;
+			int64_t end;
+			log_end_offset_for_epoch(p->log, fp->last_fetched_epoch, &e, &end);
+			if (e < fp->last_fetched_epoch || end < fp->fetch_offset) {
+				r->diverging_epoch.epoch = e;
+				r->diverging_epoch.end_offset = end;
+				r->high_watermark = p->high_watermark;
+				fp->answer_now = true;
+				continue;
+			}
+		}
+		if (fp->fetch_offset < r->log_start_offset || fp->fetch_offset > log_end_offset(p->log)) {
+			r->error_code = TM_ERR_OFFSET_OUT_OF_RANGE;
+			r->high_watermark = p->high_watermark; /* followers decide how to truncate from these */
+			continue;
+		}
+		if (op->replica_id >= 0 && op->round == 0) {
+			kerr = partition_follower_fetched(p, op->replica_id, fp->fetch_offset);
+			if (kerr) {
+				r->error_code = (int16_t)kerr;
+				tm_warn("fetch", "%s-%d: fetch from broker %d, which is no replica of it", p->topic->name,
+					p->index, op->replica_id);
+				continue;
+			}
+		}
 		int64_t hw = p->high_watermark;
 		r->high_watermark = hw;
 		r->last_stable_offset = hw;
-		r->log_start_offset = log_start_offset(p->log);
-		if (fp->fetch_offset < r->log_start_offset || fp->fetch_offset > log_end_offset(p->log)) {
-			r->error_code = TM_ERR_OFFSET_OUT_OF_RANGE;
-			continue;
-		}
-		if (fp->fetch_offset >= hw)
-			continue; /* nothing committed to read yet */
+		/* Consumers read committed data only; followers everything written. */
+		int64_t limit = op->replica_id >= 0 ? log_written_offset(p->log) : hw;
+		if (fp->fetch_offset >= limit)
+			continue; /* nothing to read yet */
 		/* KIP-74: the first partition with data may exceed the budget by
 		 * one batch; the storage read returns at least one whole batch. */
 		int32_t want = fp->max_bytes;
@@ -243,12 +281,13 @@ static void fetch_round(struct fetch_op *op)
 		first_with_data = false;
 		budget -= want;
 		op->reads_pending++;
-		int rc = log_read(p->log, fp->fetch_offset, hw, (size_t)want, fetch_read_done, fp);
+		int rc = log_read(p->log, fp->fetch_offset, limit, (size_t)want, fetch_read_done, fp);
 		if (rc) {
 			op->reads_pending--;
 			r->error_code = TM_ERR_KAFKA_STORAGE_ERROR;
 		}
 	}
+	op->round++;
 	fetch_settle(op); /* the round's hold */
 }
 
@@ -270,12 +309,10 @@ void api_fetch(struct tm_req *req)
 	}
 	kafka_fetch_response_init(&op->out);
 	op->out.session_id = 0;
-	int32_t replica_id = req->hdr.api_version >= 15 ? op->in.replica_state.replica_id : op->in.replica_id;
-	if (replica_id >= 0) {
-		/* Follower fetches come with partition replication. */
-		op->out.error_code = TM_ERR_UNKNOWN_SERVER_ERROR;
-		tm_warn("fetch", "follower fetch from replica %d: this node does not replicate partitions yet", replica_id);
-	} else if (req->hdr.api_version >= 7 && op->in.session_id != 0) {
+	op->replica_id = req->hdr.api_version >= 15 ? op->in.replica_state.replica_id : op->in.replica_id;
+	if (op->replica_id < -1)
+		op->replica_id = -1; /* -2 and below: debugging consumers, as Kafka treats them */
+	if (req->hdr.api_version >= 7 && op->in.session_id != 0) {
 		op->out.error_code = TM_ERR_FETCH_SESSION_ID_NOT_FOUND;
 	}
 	if (op->out.error_code) {
@@ -326,6 +363,7 @@ void api_fetch(struct tm_req *req)
 			fp->index = ft->partitions[i].partition;
 			fp->fetch_offset = ft->partitions[i].fetch_offset;
 			fp->current_leader_epoch = ft->partitions[i].current_leader_epoch;
+			fp->last_fetched_epoch = req->hdr.api_version >= 12 ? ft->partitions[i].last_fetched_epoch : -1;
 			fp->max_bytes = ft->partitions[i].partition_max_bytes;
 			fp->w.wake = fetch_wake;
 			fp->w.arg = fp;

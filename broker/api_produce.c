@@ -4,7 +4,8 @@
  * Each partition's records are validated first (protocol/records.c: whole v2
  * batches, CRC-32C, sizes); a bad partition gets its own error code and the
  * others still append.  The response waits for every append's durability
- * callback (and, with acks=all, for the high watermark to cover it).
+ * callback (and, with acks=all, for the high watermark to cover it: every
+ * in-sync replica has the batch, or timeout_ms passed).
  * acks=0 gets no response at all, as in Kafka.
  */
 #include <errno.h>
@@ -147,23 +148,17 @@ void api_produce(struct tm_req *req)
 				r->error_message = kstr_c("Transactional produce is not supported by this broker");
 				continue;
 			}
-			if (in.acks == -1) {
-				struct md_topic *mt = md_topic_by_id(&b->md, &p->topic->id);
-				int isr = mt ? mt->parts[p->index].n_isr : 0;
-				int replicas = mt ? mt->parts[p->index].n_replicas : 0;
-				/* Kafka's effective minimum: never more than the replicas there are. */
-				int min_isr = p->topic->min_insync_replicas < replicas ? p->topic->min_insync_replicas : replicas;
-				if (isr < min_isr) {
-					r->error_code = TM_ERR_NOT_ENOUGH_REPLICAS;
-					continue;
-				}
+			if (in.acks == -1 && partition_isr_size(p) < partition_min_isr(p)) {
+				r->error_code = TM_ERR_NOT_ENOUGH_REPLICAS;
+				continue;
 			}
 			struct produce_part *pp = &parts[i];
 			pp->op = op;
 			pp->r = r;
 			pp->p = p;
 			op->pending++;
-			partition_append(p, pd->records.ptr, (size_t)pd->records.len, produce_part_done, pp);
+			partition_append(p, pd->records.ptr, (size_t)pd->records.len, in.acks == -1 ? -1 : 1, in.timeout_ms,
+					 produce_part_done, pp);
 		}
 	}
 	produce_maybe_finish(op);

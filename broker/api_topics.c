@@ -548,8 +548,8 @@ static void partitions_run(struct tm_broker *b, void *arg)
 				pr.topic_id = mt->id;
 				pr.replicas = &placed[p * rf];
 				pr.replicas_count = rf;
-				pr.isr = pr.replicas; /* the leader alone, as for new topics */
-				pr.isr_count = 1;
+				pr.isr = pr.replicas; /* empty logs: every replica in sync, as for new topics */
+				pr.isr_count = rf;
 				pr.removing_replicas_count = 0;
 				pr.adding_replicas_count = 0;
 				pr.directories_count = 0;

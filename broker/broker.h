@@ -38,6 +38,7 @@ struct bufferevent;
 struct tm_io;
 struct tm_conn;
 struct tm_group_coordinator;
+struct replica_fetcher;
 struct tm_controller;
 struct fetch_op;
 struct tm_quorum;
@@ -97,6 +98,7 @@ struct tm_broker {
 	struct tm_controller *controller;
 	struct tm_quorum *quorum;
 	struct tm_group_coordinator *groups;
+	struct replica_fetcher *fetchers; /* follower fetchers, one per source leader (replica.c) */
 };
 
 /* ---- server.c ---- */

@@ -74,9 +74,20 @@ static const struct cfg_entry cfg_table[] = {
 	{ "group.max.session.timeout.ms", CFG_I32, F(group_max_session_timeout_ms), 0, INT32_MAX, 1 },
 	{ "group.max.size", CFG_I32, F(group_max_size), 1, INT32_MAX, 1 },
 	{ "replica.lag.time.max.ms", CFG_I64, F(replica_lag_time_max_ms), 1, I64MAX, 1 },
+	{ "replica.fetch.wait.max.ms", CFG_I32, F(replica_fetch_wait_max_ms), 0, INT32_MAX, 1 },
+	{ "replica.fetch.min.bytes", CFG_I32, F(replica_fetch_min_bytes), 1, INT32_MAX, 1 },
+	{ "replica.fetch.max.bytes", CFG_I32, F(replica_fetch_max_bytes), 1, INT32_MAX, 1 },
+	{ "replica.fetch.response.max.bytes", CFG_I32, F(replica_fetch_response_max_bytes), 1, INT32_MAX, 1 },
+	{ "replica.fetch.backoff.ms", CFG_I32, F(replica_fetch_backoff_ms), 0, INT32_MAX, 1 },
 	{ "unclean.leader.election.enable", CFG_BOOL, F(unclean_leader_election_enable), 0, 0, 0 },
+	{ "auto.leader.rebalance.enable", CFG_BOOL, F(auto_leader_rebalance_enable), 0, 0, 0 },
+	{ "leader.imbalance.check.interval.seconds", CFG_I64, F(leader_imbalance_check_interval_ms), 1, I64MAX / 1000, 1000 },
+	{ "leader.imbalance.per.broker.percentage", CFG_I32, F(leader_imbalance_per_broker_percentage), 0, 100, 1 },
 	{ "controller.quorum.election.timeout.ms", CFG_I32, F(controller_quorum_election_timeout_ms), 1, INT32_MAX, 1 },
 	{ "controller.quorum.fetch.timeout.ms", CFG_I32, F(controller_quorum_fetch_timeout_ms), 1, INT32_MAX, 1 },
+	{ "metadata.log.max.record.bytes.between.snapshots", CFG_I64, F(metadata_log_max_record_bytes_between_snapshots), 1, I64MAX, 1 },
+	{ "metadata.log.max.snapshot.interval.ms", CFG_I64, F(metadata_log_max_snapshot_interval_ms), 0, I64MAX, 1 },
+	{ "metadata.log.segment.bytes", CFG_I64, F(metadata_log_segment_bytes), 1024, INT32_MAX, 1 },
 	{ "broker.heartbeat.interval.ms", CFG_I32, F(broker_heartbeat_interval_ms), 1, INT32_MAX, 1 },
 	{ "broker.session.timeout.ms", CFG_I32, F(broker_session_timeout_ms), 1, INT32_MAX, 1 },
 	{ "producer.id.expiration.ms", CFG_I64, F(producer_id_expiration_ms), 1, I64MAX, 1 },
@@ -91,7 +102,7 @@ static const struct cfg_entry cfg_table[] = {
 	{ "num.network.threads", CFG_IGNORED, 0, 0, 0, 0, 0 },
 	{ "num.io.threads", CFG_IGNORED, 0, 0, 0, 0, 0 },
 	{ "num.recovery.threads.per.data.dir", CFG_IGNORED, 0, 0, 0, 0, 0 },
-	{ "num.replica.fetchers", CFG_IGNORED, 0, 0, 0, 0, 0 },
+	{ "num.replica.fetchers", CFG_IGNORED, 0, 0, 0, 0, 0 }, /* one fetcher per source broker */
 	{ "socket.send.buffer.bytes", CFG_IGNORED, 0, 0, 0, 0, 0 },
 	{ "socket.receive.buffer.bytes", CFG_IGNORED, 0, 0, 0, 0, 0 },
 	{ "transaction.state.log.replication.factor", CFG_IGNORED, 0, 0, 0, 0, 0 },
@@ -152,8 +163,19 @@ void config_defaults(struct tm_config *c)
 	c->group_max_session_timeout_ms = 1800000;
 	c->group_max_size = INT32_MAX;
 	c->replica_lag_time_max_ms = 30000;
+	c->auto_leader_rebalance_enable = true;
+	c->leader_imbalance_check_interval_ms = 300000;
+	c->leader_imbalance_per_broker_percentage = 10;
+	c->replica_fetch_wait_max_ms = 500;
+	c->replica_fetch_min_bytes = 1;
+	c->replica_fetch_max_bytes = 1048576;
+	c->replica_fetch_response_max_bytes = 10485760;
+	c->replica_fetch_backoff_ms = 1000;
 	c->controller_quorum_election_timeout_ms = 1000;
 	c->controller_quorum_fetch_timeout_ms = 2000;
+	c->metadata_log_max_record_bytes_between_snapshots = 20 * 1024 * 1024;
+	c->metadata_log_max_snapshot_interval_ms = 3600 * 1000;
+	c->metadata_log_segment_bytes = 1024 * 1024 * 1024;
 	c->broker_heartbeat_interval_ms = 2000;
 	c->broker_session_timeout_ms = 9000;
 	c->producer_id_expiration_ms = 86400000;

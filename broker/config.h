@@ -89,9 +89,20 @@ struct tm_config {
 	int32_t group_max_size;
 
 	int64_t replica_lag_time_max_ms;
+	int32_t replica_fetch_wait_max_ms;
+	int32_t replica_fetch_min_bytes;
+	int32_t replica_fetch_max_bytes;
+	int32_t replica_fetch_response_max_bytes;
+	int32_t replica_fetch_backoff_ms;
 	bool unclean_leader_election_enable;
+	bool auto_leader_rebalance_enable;
+	int64_t leader_imbalance_check_interval_ms;   /* leader.imbalance.check.interval.seconds */
+	int32_t leader_imbalance_per_broker_percentage;
 	int32_t controller_quorum_election_timeout_ms;
 	int32_t controller_quorum_fetch_timeout_ms;
+	int64_t metadata_log_max_record_bytes_between_snapshots; /* snapshot after this many applied bytes */
+	int64_t metadata_log_max_snapshot_interval_ms;           /* ... or this long (0: never by time) */
+	int64_t metadata_log_segment_bytes;                      /* the metadata log's segments */
 	int32_t broker_heartbeat_interval_ms;
 	int32_t broker_session_timeout_ms;
 	int64_t producer_id_expiration_ms;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "broker/api.h"
+#include "broker/elect.h"
 #include "broker/partition.h"
 #include "common/kerr.h"
 #include "common/tm_assert.h"
@@ -321,11 +322,9 @@ int controller_add_topic_records(struct tm_broker *b, struct ctl_txn *t, const c
 		pr.topic_id = tr.topic_id;
 		pr.replicas = (int32_t *)&replicas[p * rf];
 		pr.replicas_count = rf;
-		/* In sync: the leader alone.  Followers join the ISR only once they
-		 * have caught up with it (partition replication); until then Kafka's
-		 * rules apply: acks=all needs min.insync.replicas members. */
+		/* Every replica starts in sync: the logs are all empty (Kafka's rule). */
 		pr.isr = pr.replicas;
-		pr.isr_count = 1;
+		pr.isr_count = rf;
 		pr.removing_replicas_count = 0;
 		pr.adding_replicas_count = 0;
 		pr.leader = replicas[p * rf];
@@ -629,6 +628,7 @@ void controller_tick(struct tm_broker *b, int64_t now_ms)
 	struct tm_controller *c = b->controller;
 	if (!c || !quorum_is_leader(b) || !quorum_caught_up(b))
 		return;
+	leadership_tick(b, now_ms); /* leader balance, reassignment completion (api_elect.c) */
 	for (int i = 0; i < b->md.n_brokers; i++) {
 		struct md_broker *br = &b->md.brokers[i];
 		if (br->id == b->cfg.node_id || br->fenced)
@@ -665,8 +665,9 @@ void api_broker_heartbeat(struct tm_req *req)
 			l->last_ms = tm_mono_ms();
 		out.is_caught_up = true;
 		out.is_fenced = br->fenced;
-		out.should_shut_down = false;
-		if (br->fenced && !in.want_fence)
+		/* Controlled shutdown (api_elect.c): yes once it leads nothing. */
+		out.should_shut_down = in.want_shut_down && leadership_shutdown_check(b, br->id, br->epoch);
+		if (br->fenced && !in.want_fence && !in.want_shut_down)
 			ctl_fence_submit(b, br->id, false);
 	}
 	REQ_RESPOND(req, broker_heartbeat, &out);

@@ -43,6 +43,7 @@
 #define GC_SNAPSHOT_BYTES (8 * 1024 * 1024)
 #define GC_SEGMENT_BYTES "16777216"
 #define GC_LOAD_READ_BYTES (1024 * 1024)
+#define GC_WRITE_TIMEOUT_MS 5000          /* offsets.commit.timeout.ms */
 #define GC_RECORDS_PER_BATCH 1000
 
 enum gc_part_state { GCP_NONE, GCP_LOADING, GCP_LOADED };
@@ -560,7 +561,7 @@ static void write_submit(struct tm_group_coordinator *gc, struct gc_write *wr, s
 		if (g)
 			g->inflight++;
 	}
-	partition_append(p, bt->out.buf, bt->out.len, write_done, wr);
+	partition_append(p, bt->out.buf, bt->out.len, -1, GC_WRITE_TIMEOUT_MS, write_done, wr);
 	broker_kick_io(gc->b);
 }
 
@@ -991,7 +992,10 @@ static void load_step(struct tm_group_coordinator *gc, int32_t part)
 		unload_partition(gc, part, TM_ERR_NOT_COORDINATOR);
 		return;
 	}
-	int64_t end = p->high_watermark;
+	/* Up to the log end, not the high watermark: a new leader's HW waits for
+	 * its followers, while everything it holds may have been committed by
+	 * the previous leader (Kafka loads to the log end too). */
+	int64_t end = log_written_offset(p->log);
 	if (pt->next_offset >= end) {
 		load_finish(gc, part);
 		return;

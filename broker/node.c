@@ -30,10 +30,12 @@
 #include "broker/api.h"
 #include "broker/broker.h"
 #include "broker/controller.h"
+#include "broker/elect.h"
 #include "broker/groups.h"
 #include "broker/partition.h"
 #include "broker/peer.h"
 #include "broker/quorum.h"
+#include "broker/replica.h"
 #include "common/kerr.h"
 #include "common/tm_log.h"
 #include "common/tm_time.h"
@@ -313,6 +315,7 @@ static void node_heartbeat_done(void *arg, int err, struct tm_rd *body)
 				r.error_code);
 			b->registered_epoch = -1;
 		}
+		shutdown_heartbeat_answer(b, r.error_code == TM_ERR_NONE && r.should_shut_down);
 	}
 	arena_deinit(&a);
 }
@@ -320,7 +323,9 @@ static void node_heartbeat_done(void *arg, int err, struct tm_rd *body)
 /* Keeps this node's lease with the active controller. */
 static void node_heartbeat(struct tm_broker *b, int64_t now_ms)
 {
-	if (b->heartbeat_inflight || now_ms - b->last_heartbeat_ms < b->cfg.broker_heartbeat_interval_ms)
+	/* A controlled shutdown asks often: the node waits for the answer. */
+	int64_t interval_ms = shutdown_wanted(b) ? 100 : b->cfg.broker_heartbeat_interval_ms;
+	if (b->heartbeat_inflight || now_ms - b->last_heartbeat_ms < interval_ms)
 		return;
 	struct tm_peer *leader = quorum_leader_peer(b);
 	if (!leader)
@@ -330,6 +335,7 @@ static void node_heartbeat(struct tm_broker *b, int64_t now_ms)
 	r.broker_id = b->cfg.node_id;
 	r.broker_epoch = b->registered_epoch;
 	r.current_metadata_offset = quorum_applied_offset(b);
+	r.want_shut_down = shutdown_wanted(b);
 	r.offline_log_dirs_count = -1;
 	struct tm_wbuf w;
 	wbuf_init(&w);
@@ -371,6 +377,8 @@ static void node_maintain(struct tm_broker *b)
 	}
 }
 
+static void node_stop(struct tm_broker *b);
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tm_broker *b = arg;
@@ -384,9 +392,23 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t mono = tm_mono_ms();
 	quorum_tick(b, mono);
 	controller_tick(b, mono);
+	replication_tick(b, mono);
 	node_maintain(b);
+	if (shutdown_poll(b, mono))
+		node_stop(b);
 	groups_tick(b, mono);
 	broker_kick_io(b);
+}
+
+static void node_stop(struct tm_broker *b)
+{
+	quorum_shutdown(b);
+	b->stopping = true;
+	server_stop(b);
+	/* A moment for EndQuorumEpoch to reach the other voters, so they elect
+	 * a successor at once instead of after the fetch timeout. */
+	struct timeval grace = { 0, 300 * 1000 };
+	event_base_loopexit(b->base, b->quorum && b->cfg.voter_count > 1 ? &grace : NULL);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -395,14 +417,15 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	if (b->stopping)
 		return;
-	tm_info("node", "received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	quorum_shutdown(b);
-	b->stopping = true;
-	server_stop(b);
-	/* A moment for EndQuorumEpoch to reach the other voters, so they elect
-	 * a successor at once instead of after the fetch timeout. */
-	struct timeval grace = { 0, 300 * 1000 };
-	event_base_loopexit(b->base, b->quorum && b->cfg.voter_count > 1 ? &grace : NULL);
+	/* A second signal during the controlled shutdown stops at once. */
+	if (!shutdown_wanted(b)) {
+		tm_info("node", "received %s; shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		/* Controlled shutdown first (Kafka's): leadership moves to other
+		 * brokers while this one still serves; the tick stops it after. */
+		if (shutdown_begin(b, tm_mono_ms()))
+			return;
+	}
+	node_stop(b);
 }
 
 static int lock_dir(const char *dir)
@@ -502,6 +525,7 @@ err_quorum:
 	quorum_stop(b);
 err_controller:
 	controller_stop(b);
+	replication_stop(b);
 	partitions_close_all(b);
 err_io:
 	if (b->io_ev)

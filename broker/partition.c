@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
+#include "broker/replica.h"
 #include "common/kerr.h"
 #include "common/tm_log.h"
 #include "common/tm_time.h"
@@ -225,13 +228,23 @@ int partition_leader_error(const struct tm_partition *p)
 
 /* ---- waiters --------------------------------------------------------------- */
 
-void partition_wait(struct tm_partition *p, struct tm_waiter *w)
+static void waiter_add(struct tm_waiter *head, struct tm_partition *p, struct tm_waiter *w)
 {
 	w->p = p;
-	w->next = &p->waiters;
-	w->prev = p->waiters.prev;
-	p->waiters.prev->next = w;
-	p->waiters.prev = w;
+	w->next = head;
+	w->prev = head->prev;
+	head->prev->next = w;
+	head->prev = w;
+}
+
+void partition_wait(struct tm_partition *p, struct tm_waiter *w)
+{
+	waiter_add(&p->waiters, p, w);
+}
+
+void partition_wait_data(struct tm_partition *p, struct tm_waiter *w)
+{
+	waiter_add(&p->data_waiters, p, w);
 }
 
 void partition_unwait(struct tm_waiter *w)
@@ -244,27 +257,209 @@ void partition_unwait(struct tm_waiter *w)
 	w->next = w->prev = NULL;
 }
 
-static void partition_wake_all(struct tm_partition *p)
+static void wake_list(struct tm_waiter *head)
 {
 	/* A woken waiter unregisters itself (and maybe others of its fetch), so
 	 * always restart from the head. */
-	while (p->waiters.next != &p->waiters) {
-		struct tm_waiter *w = p->waiters.next;
+	while (head->next != head) {
+		struct tm_waiter *w = head->next;
 		partition_unwait(w);
 		w->wake(w);
 	}
 }
 
+static void partition_wake_all(struct tm_partition *p)
+{
+	wake_list(&p->waiters);
+	wake_list(&p->data_waiters);
+}
+
+/* ---- ISR ------------------------------------------------------------------- */
+
+static const struct md_partition *md_part(const struct tm_partition *p)
+{
+	const struct md_topic *mt = md_topic_by_id(&p->b->md, &p->topic->id);
+	if (!mt || p->index >= mt->n_partitions)
+		return NULL;
+	return &mt->parts[p->index];
+}
+
+int partition_isr_size(const struct tm_partition *p)
+{
+	const struct md_partition *mp = md_part(p);
+	return mp ? mp->n_isr : 0;
+}
+
+int partition_min_isr(const struct tm_partition *p)
+{
+	const struct md_partition *mp = md_part(p);
+	int replicas = mp ? mp->n_replicas : 1;
+	/* Kafka's effective minimum: never more than the replicas there are. */
+	return p->topic->min_insync_replicas < replicas ? p->topic->min_insync_replicas : replicas;
+}
+
+/* Sends an ISR change to the controller unless one is out already. */
+static void partition_propose_isr(struct tm_partition *p, const int32_t *isr, int n, const char *why)
+{
+	int64_t now = tm_mono_ms();
+	if (p->alter_inflight || now < p->alter_retry_ms)
+		return;
+	char list[256];
+	size_t off = 0;
+	for (int i = 0; i < n && off < sizeof(list) - 16; i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%d", i ? "," : "", isr[i]);
+	/* Retries after a refusal (e.g. a returning broker not yet unfenced) are quiet. */
+	tm_log(p->alter_failures ? TM_LOG_DEBUG : TM_LOG_INFO, "partition",
+	       "%s-%d: %s; asking the controller for ISR [%s] (partition epoch %d)", p->topic->name, p->index, why,
+	       list, p->partition_epoch);
+	isr_propose(&p->isr, isr, n);
+	p->alter_inflight = true;
+	if (replica_alter_partition(p, isr, n)) {
+		p->alter_inflight = false;
+		isr_proposal_failed(&p->isr);
+		p->alter_retry_ms = now + 500;
+	}
+}
+
+void partition_alter_done(struct tm_partition *p, int kerr)
+{
+	p->alter_inflight = false;
+	p->alter_failures = kerr ? p->alter_failures + 1 : 0;
+	if (kerr) {
+		/* Stale partition epoch, a fenced replica, no controller: settle
+		 * back to the committed ISR and try again from fresh metadata. */
+		isr_proposal_failed(&p->isr);
+		p->alter_retry_ms = tm_mono_ms() + 500;
+		partition_update_hw(p);
+	}
+	/* On success the committed change arrives with the metadata (isr_update). */
+}
+
+int partition_follower_fetched(struct tm_partition *p, int32_t replica, int64_t fetch_offset)
+{
+	if (!p->is_leader || !p->log)
+		return TM_ERR_NOT_LEADER_OR_FOLLOWER;
+	int64_t now = tm_mono_ms();
+	p->isr.leader_leo = log_written_offset(p->log);
+	if (isr_on_fetch(&p->isr, replica, fetch_offset, now))
+		return TM_ERR_NOT_LEADER_OR_FOLLOWER;
+	partition_update_hw(p);
+	int32_t want[ISR_REPLICAS_MAX];
+	int n = isr_expand(&p->isr, want);
+	if (n > 0)
+		partition_propose_isr(p, want, n, "a follower caught up");
+	return TM_ERR_NONE;
+}
+
+void partitions_isr_tick(struct tm_broker *b, int64_t now_ms)
+{
+	for (size_t i = 0; i < b->topics.cap; i++) {
+		if (!b->topics.slots[i].key)
+			continue;
+		struct tm_topic *tt = b->topics.slots[i].value;
+		for (int32_t j = 0; j < tt->n_parts; j++) {
+			struct tm_partition *p = tt->parts[j];
+			if (!p || !p->is_leader || !p->log || p->isr.n_isr <= 1)
+				continue;
+			int32_t want[ISR_REPLICAS_MAX];
+			int n = isr_shrink(&p->isr, now_ms, b->cfg.replica_lag_time_max_ms, want);
+			if (n > 0)
+				partition_propose_isr(p, want, n, "a follower fell behind (replica.lag.time.max.ms)");
+		}
+	}
+}
+
+/* ---- delayed produce (acks=all) --------------------------------------------- */
+
+struct tm_delayed_produce {
+	struct tm_delayed_produce *next;
+	struct tm_partition *p;
+	struct log_append_result res;
+	int64_t required_offset;       /* HW must reach this (last offset + 1) */
+	partition_append_cb cb;
+	void *arg;
+	struct event *timer;
+	int kerr;                      /* set when the timer fired */
+};
+
+static void dp_finish(struct tm_delayed_produce *d, int kerr)
+{
+	if (d->timer)
+		event_free(d->timer);
+	d->cb(d->arg, kerr, &d->res);
+	free(d);
+}
+
+static void dp_unlink(struct tm_delayed_produce *d)
+{
+	struct tm_partition *p = d->p;
+	struct tm_delayed_produce **pp = &p->dp_head, *prev = NULL;
+	while (*pp && *pp != d) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (!*pp)
+		return;
+	*pp = d->next;
+	if (p->dp_tail == d)
+		p->dp_tail = prev;
+	d->next = NULL;
+}
+
+static void dp_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tm_delayed_produce *d = arg;
+	(void)fd;
+	(void)what;
+	struct tm_broker *b = d->p->b;
+	dp_unlink(d);
+	dp_finish(d, TM_ERR_REQUEST_TIMED_OUT);
+	broker_kick_io(b);
+}
+
+/* Completes delayed produces the HW now covers (they are in offset order). */
+static void dp_complete(struct tm_partition *p)
+{
+	while (p->dp_head && p->dp_head->required_offset <= p->high_watermark) {
+		struct tm_delayed_produce *d = p->dp_head;
+		p->dp_head = d->next;
+		if (!p->dp_head)
+			p->dp_tail = NULL;
+		int kerr = partition_isr_size(p) < partition_min_isr(p) ? TM_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND
+									 : TM_ERR_NONE;
+		dp_finish(d, kerr);
+	}
+}
+
+static void dp_fail_all(struct tm_partition *p, int kerr)
+{
+	while (p->dp_head) {
+		struct tm_delayed_produce *d = p->dp_head;
+		p->dp_head = d->next;
+		dp_finish(d, kerr);
+	}
+	p->dp_tail = NULL;
+}
+
 void partition_update_hw(struct tm_partition *p)
 {
-	if (!p->log)
+	if (!p->log || !p->is_leader)
 		return;
-	/* ISR of one (this node): everything written is committed. */
-	int64_t hw = log_written_offset(p->log);
-	if (hw > p->high_watermark) {
-		p->high_watermark = hw;
-		partition_wake_all(p);
+	if (isr_update_hw(&p->isr, log_written_offset(p->log)) && p->isr.hw > p->high_watermark) {
+		p->high_watermark = p->isr.hw;
+		wake_list(&p->waiters);
+		dp_complete(p);
 	}
+}
+
+void partition_set_follower_hw(struct tm_partition *p, int64_t leader_hw)
+{
+	if (!p->log || p->is_leader)
+		return;
+	int64_t leo = log_end_offset(p->log);
+	int64_t hw = leader_hw < leo ? leader_hw : leo;
+	if (hw > p->high_watermark)
+		p->high_watermark = hw;
 }
 
 /* ---- append ---------------------------------------------------------------- */
@@ -274,6 +469,9 @@ struct append_op {
 	struct log_append_result res;
 	partition_append_cb cb;
 	void *arg;
+	int acks;
+	int32_t timeout_ms;
+	int32_t leader_epoch;
 };
 
 static void append_done(void *arg, int err)
@@ -283,18 +481,59 @@ static void append_done(void *arg, int err)
 	if (!err && op->res.kerr != TM_ERR_NONE) {
 		/* Refused before writing (producer sequence or epoch): nothing new to commit. */
 		op->cb(op->arg, op->res.kerr, &op->res);
-	} else if (err) {
+		free(op);
+		return;
+	}
+	if (err) {
 		tm_error("partition", "%s-%d: append failed: %s; the log directory is offline, answering KAFKA_STORAGE_ERROR",
 			 p->topic->name, p->index, strerror(-err));
 		op->cb(op->arg, TM_ERR_KAFKA_STORAGE_ERROR, &op->res);
-	} else {
-		partition_update_hw(p);
-		op->cb(op->arg, TM_ERR_NONE, &op->res);
+		free(op);
+		return;
 	}
+	wake_list(&p->data_waiters); /* followers waiting for data */
+	partition_update_hw(p);
+	int64_t required = op->res.last_offset + 1;
+	if (op->acks != -1 || op->res.duplicate || required <= p->high_watermark) {
+		int kerr = TM_ERR_NONE;
+		if (op->acks == -1 && !op->res.duplicate && partition_isr_size(p) < partition_min_isr(p))
+			kerr = TM_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND;
+		op->cb(op->arg, kerr, &op->res);
+		free(op);
+		return;
+	}
+	if (!p->is_leader || p->leader_epoch != op->leader_epoch) {
+		op->cb(op->arg, TM_ERR_NOT_LEADER_OR_FOLLOWER, &op->res);
+		free(op);
+		return;
+	}
+	/* acks=all: wait for the followers. */
+	struct tm_delayed_produce *d = calloc(1, sizeof(*d));
+	if (!d) {
+		op->cb(op->arg, TM_ERR_UNKNOWN_SERVER_ERROR, &op->res);
+		free(op);
+		return;
+	}
+	d->p = p;
+	d->res = op->res;
+	d->required_offset = required;
+	d->cb = op->cb;
+	d->arg = op->arg;
+	d->timer = evtimer_new(p->b->base, dp_timeout_cb, d);
+	int32_t t = op->timeout_ms > 0 ? op->timeout_ms : 0;
+	struct timeval tv = { t / 1000, (t % 1000) * 1000 };
+	if (d->timer)
+		evtimer_add(d->timer, &tv);
+	if (p->dp_tail)
+		p->dp_tail->next = d;
+	else
+		p->dp_head = d;
+	p->dp_tail = d;
 	free(op);
 }
 
-void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len, partition_append_cb cb, void *arg)
+void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len, int acks, int32_t timeout_ms,
+		      partition_append_cb cb, void *arg)
 {
 	int kerr = partition_leader_error(p);
 	if (kerr) {
@@ -311,6 +550,9 @@ void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len
 	op->p = p;
 	op->cb = cb;
 	op->arg = arg;
+	op->acks = acks;
+	op->timeout_ms = timeout_ms;
+	op->leader_epoch = p->leader_epoch;
 	int64_t now = tm_wall_ms();
 	int rc = log_append(p->log, batches, len, p->leader_epoch, p->topic->log_append_time ? now : -1, now,
 			    &op->res, append_done, op);
@@ -326,6 +568,7 @@ void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len
 
 static void partition_free(struct tm_partition *p, bool delete_data)
 {
+	dp_fail_all(p, TM_ERR_NOT_LEADER_OR_FOLLOWER);
 	partition_wake_all(p);
 	if (p->log) {
 		if (delete_data)
@@ -358,7 +601,9 @@ static int partition_open(struct tm_broker *b, struct tm_topic *t, struct tm_par
 		return rc;
 	}
 	log_write_topic_id(p->log, t->id.b);
-	p->high_watermark = log_written_offset(p->log);
+	/* Committed as far as we know: nothing beyond the log start until a
+	 * leader (or this node's own leadership with its ISR) says more. */
+	p->high_watermark = log_start_offset(p->log);
 	return 0;
 }
 
@@ -386,7 +631,9 @@ static int topic_sync(struct tm_broker *b, struct tm_topic *tt, const struct md_
 			p->topic = tt;
 			p->index = i;
 			p->waiters.next = p->waiters.prev = &p->waiters;
+			p->data_waiters.next = p->data_waiters.prev = &p->data_waiters;
 			p->leader_epoch = -1;
+			p->partition_epoch = -1;
 			tt->parts[i] = p;
 		}
 		bool replica = md_replica_in(mp->replicas, mp->n_replicas, me);
@@ -394,17 +641,40 @@ static int topic_sync(struct tm_broker *b, struct tm_topic *tt, const struct md_
 			partition_open(b, tt, p);
 		p->leader_id = mp->leader;
 		bool lead = mp->leader == me && p->log;
-		if (lead && (!p->is_leader || p->leader_epoch != mp->leader_epoch)) {
-			log_assign_epoch(p->log, mp->leader_epoch, log_end_offset(p->log));
-			tm_info("partition", "%s-%d: leader at epoch %d, log end offset %" PRId64, tt->name, i,
-				mp->leader_epoch, log_end_offset(p->log));
+		bool new_epoch = p->leader_epoch != mp->leader_epoch;
+		bool new_pepoch = p->partition_epoch != mp->partition_epoch;
+		if (p->is_leader && (!lead || new_epoch)) {
+			/* Leadership lost or restarted: acks=all waiters cannot be
+			 * completed by this leadership any more. */
+			dp_fail_all(p, TM_ERR_NOT_LEADER_OR_FOLLOWER);
+			p->alter_inflight = false;
+		}
+		if (lead && (!p->is_leader || new_epoch)) {
+			int64_t leo = log_end_offset(p->log);
+			log_assign_epoch(p->log, mp->leader_epoch, leo);
+			isr_begin(&p->isr, me, mp->replicas, mp->n_replicas, mp->isr, mp->n_isr,
+				  log_written_offset(p->log), p->high_watermark, tm_mono_ms());
+			p->isr.epoch_start_offset = leo;
+			p->alter_retry_ms = 0;
+			tm_info("partition", "%s-%d: leader at epoch %d, log end offset %" PRId64 ", high watermark %" PRId64 ", ISR of %d",
+				tt->name, i, mp->leader_epoch, leo, p->high_watermark, mp->n_isr);
+		} else if (lead && new_pepoch) {
+			isr_update(&p->isr, mp->replicas, mp->n_replicas, mp->isr, mp->n_isr, tm_mono_ms());
+		} else if (!lead && replica && p->log && (p->is_leader || new_epoch)) {
+			tm_info("partition", "%s-%d: follower of %d at epoch %d, log end offset %" PRId64, tt->name, i,
+				mp->leader, mp->leader_epoch, log_end_offset(p->log));
+			p->fetch_backoff_ms = 0;
 		}
 		p->is_leader = lead;
 		p->leader_epoch = mp->leader_epoch;
-		if (lead)
+		p->partition_epoch = mp->partition_epoch;
+		if (lead) {
 			partition_update_hw(p);
-		else
+			dp_complete(p); /* an ISR that shrank may settle waiters */
+			wake_list(&p->data_waiters);
+		} else {
 			partition_wake_all(p); /* fetches waiting here must learn they lost leadership */
+		}
 	}
 	return 0;
 }

@@ -8,8 +8,18 @@
  * new partitions, updates leadership and leader epochs, and deletes the logs
  * of removed topics.
  *
- * High watermark: the leader's log end offset once written, when the ISR is
- * just the leader; with followers, the minimum over the ISR (replication).
+ * Replication (Kafka's): the leader appends, followers pull with Fetch
+ * (broker/replica.c) and the leader tracks their positions (broker/isr.h).
+ * High watermark on the leader = minimum written offset over the ISR; on a
+ * follower = the leader's HW, capped at its own log end.  The leader asks the
+ * controller to shrink or expand the ISR with AlterPartition
+ * (broker/api_alter_partition.c); the ISR it uses is the one the metadata
+ * committed.
+ *
+ * Waiters: consumer fetches wait for the HW to move (partition_wait), replica
+ * fetches for new data (partition_wait_data).  acks=all appends wait in the
+ * partition's delayed-produce queue, in offset order, until the HW covers
+ * them, their timeout passes, or leadership is lost.
  */
 #ifndef TM_BROKER_PARTITION_H
 #define TM_BROKER_PARTITION_H
@@ -18,6 +28,7 @@
 #include <stdint.h>
 
 #include "broker/broker.h"
+#include "broker/isr.h"
 #include "broker/metadata.h"
 #include "storage/log.h"
 
@@ -45,6 +56,8 @@ struct tm_topic {
 	uint64_t seen_seq;
 };
 
+struct tm_delayed_produce;
+
 struct tm_partition {
 	struct tm_broker *b;
 	struct tm_topic *topic;
@@ -52,9 +65,19 @@ struct tm_partition {
 	struct log *log;               /* NULL when this node holds no replica */
 	int32_t leader_id;
 	int32_t leader_epoch;
+	int32_t partition_epoch;
 	bool is_leader;
 	int64_t high_watermark;
-	struct tm_waiter waiters;      /* sentinel of a circular list */
+	struct tm_waiter waiters;      /* HW waiters: sentinel of a circular list */
+	struct tm_waiter data_waiters; /* new-data waiters (replica fetches) */
+	/* leader */
+	struct isr_state isr;
+	struct tm_delayed_produce *dp_head, *dp_tail;
+	bool alter_inflight;           /* an AlterPartition is out */
+	int64_t alter_retry_ms;        /* monotonic: no new AlterPartition before */
+	int alter_failures;            /* refusals in a row */
+	/* follower */
+	int64_t fetch_backoff_ms;      /* monotonic: skip in follower fetches until */
 };
 
 int partitions_sync(struct tm_broker *b);
@@ -71,17 +94,36 @@ struct tm_partition *partition_get(struct tm_broker *b, struct kstr topic, int32
 int partition_leader_error(const struct tm_partition *p);
 
 typedef void (*partition_append_cb)(void *arg, int kerr, const struct log_append_result *res);
-/* Appends validated batches as leader; cb runs once the data is durable per
- * the flush policy and the high watermark covers it (acks=1/all) — or with
- * an error.  For a duplicate batch of an idempotent producer cb reports the
- * original offsets. */
-void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len, partition_append_cb cb,
-		      void *arg);
+/* Appends validated batches as leader.  acks 1: cb runs once the data is in
+ * the leader's log (durable per the flush policy); acks -1 (all): once the
+ * high watermark covers it too — every ISR member has it — with
+ * NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR fell below
+ * min.insync.replicas meanwhile, REQUEST_TIMED_OUT after timeout_ms,
+ * NOT_LEADER_OR_FOLLOWER when leadership moved first.  For a duplicate batch
+ * of an idempotent producer cb reports the original offsets. */
+void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len, int acks, int32_t timeout_ms,
+		      partition_append_cb cb, void *arg);
 
 void partition_wait(struct tm_partition *p, struct tm_waiter *w);
+void partition_wait_data(struct tm_partition *p, struct tm_waiter *w);
 void partition_unwait(struct tm_waiter *w);
-/* Recomputes the high watermark and wakes waiters when it moved. */
+/* Leader: recomputes the high watermark from the ISR and, when it moved,
+ * wakes HW waiters and completes delayed produces. */
 void partition_update_hw(struct tm_partition *p);
+/* Follower: the leader's high watermark arrived (capped at our log end). */
+void partition_set_follower_hw(struct tm_partition *p, int64_t leader_hw);
+/* Leader: a follower fetched at fetch_offset; updates its position, the HW,
+ * and asks for an ISR expansion when it caught up.  TM_ERR_NONE, or
+ * NOT_LEADER_OR_FOLLOWER for a replica that is not assigned here. */
+int partition_follower_fetched(struct tm_partition *p, int32_t replica, int64_t fetch_offset);
+/* Periodic replication work: ISR shrink on led partitions (every tick). */
+void partitions_isr_tick(struct tm_broker *b, int64_t now_ms);
+/* Effective min.insync.replicas of p (never above its replica count) and its
+ * committed ISR size. */
+int partition_min_isr(const struct tm_partition *p);
+int partition_isr_size(const struct tm_partition *p);
+/* The controller answered this partition's AlterPartition (kerr: its error). */
+void partition_alter_done(struct tm_partition *p, int kerr);
 
 /* The effective value of a topic config key for t (override or broker
  * default), formatted as Kafka's DescribeConfigs shows it; NULL if unknown.
