@@ -673,3 +673,17 @@ def produce_raw(node, topic, partition, values, acks=-1, timeout_ms=5000, timeou
     batch = rawkafka.record_batch([(None, v, []) for v in values])
     with _conn(node, timeout) as c:
         return rawkafka.produce_v7(c, topic, partition, batch, acks=acks, timeout_ms=timeout_ms)
+
+
+def create_replicated(c, name, partitions, replication, config=None, timeout_s=15):
+    """CreateTopics with topic configs through confluent-kafka's AdminClient
+    (bootstrapped with every node), then waits until every running node
+    shows each partition with a leader.  Returns the partition states."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient({"log_level": 0, "bootstrap.servers": ",".join(n.bootstrap for n in c.nodes.values())})
+    fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication,
+                                   config=config or {})], operation_timeout=timeout_s)
+    fs[name].result(timeout=timeout_s + 10)
+    return wait_partitions(c, name, timeout_s,
+                           lambda s: len(s) == partitions and all(v["leader"] >= 0 for v in s.values()),
+                           "%s: %d partitions with leaders" % (name, partitions))

@@ -167,14 +167,22 @@ class AckedWriter:
         self.unflushed = self.producer.flush(flush_timeout_s)
         return self.unflushed
 
-    def unavailability(self, partition, t_fault):
-        """(last ack time at or before t_fault, first ack time after it) on
-        `partition`; either may be None."""
+    def unavailability(self, partition, t_fault, until):
+        """The longest silence in `partition`'s acknowledgements between
+        the last one before t_fault and `until` (a time by which they had
+        resumed): (last ack before the gap, first ack after it), or None
+        when there was no ack on one side.  Acknowledgements the old leader
+        sent just before a fault may be reported just after it, so the gap,
+        not the first ack after the fault, marks when the new leader began
+        acknowledging."""
         with self.lock:
-            times = [a.t for a in self.acks if a.partition == partition]
+            times = sorted(a.t for a in self.acks if a.partition == partition and a.t <= until)
         before = [t for t in times if t <= t_fault]
-        after = [t for t in times if t > t_fault]
-        return (max(before) if before else None), (min(after) if after else None)
+        if not before or len(times) == len(before):
+            return None
+        times = times[len(before) - 1:]
+        gap = max(zip(times, times[1:]), key=lambda ab: ab[1] - ab[0])
+        return gap
 
     def summary(self):
         with self.lock:

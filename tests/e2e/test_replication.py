@@ -22,12 +22,11 @@ import pytest
 
 import rawkafka
 from cluster import (ERR_FENCED_LEADER_EPOCH, ERR_NOT_ENOUGH_REPLICAS, ERR_NOT_LEADER_OR_FOLLOWER,
-                     ERR_UNKNOWN_LEADER_EPOCH, Cluster, create_topic, fetch_v11, isr_whole, partition_states,
-                     produce_raw, wait_isr_whole, wait_leader_moved, wait_partitions)
+                     ERR_UNKNOWN_LEADER_EPOCH, Cluster, create_replicated, create_topic, fetch_v11, isr_whole,
+                     partition_states, produce_raw, wait_isr_whole, wait_leader_moved, wait_partitions)
 from conftest import TARGET
 from tmhelp import QUIET, consume, kafka_tool, produce, unique_topic, watermarks
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 pytestmark = pytest.mark.skipif(TARGET != "tidemark", reason="multi-node replication tests run against Tidemark only")
 
@@ -103,15 +102,7 @@ def describe(bootstrap_server, topic=None, *flags):
 
 
 def create_rf3(c, name, partitions, config=None):
-    """CreateTopics through confluent-kafka's AdminClient (which sends it to
-    the controller), then waits until every node shows every partition with
-    a leader."""
-    a = AdminClient(dict(QUIET, **{"bootstrap.servers": bootstrap(c)}))
-    fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=3, config=config or {})],
-                         operation_timeout=20)
-    fs[name].result(timeout=30)
-    return wait_partitions(c, name, 15, lambda s: len(s) == partitions and all(v["leader"] >= 0 for v in s.values()),
-                           "%s: %d partitions with leaders" % (name, partitions))
+    return create_replicated(c, name, partitions, 3, config)
 
 
 def values_for(tag, partition, n):
