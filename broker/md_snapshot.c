@@ -179,7 +179,9 @@ static int ms_topic(struct ms_writer *w, const struct md_topic *t)
 		rc = ms_config(w, MD_RESOURCE_TOPIC, t->name, &t->configs[i]);
 	for (int32_t p = 0; p < t->n_partitions && !rc; p++) {
 		const struct md_partition *mp = &t->parts[p];
-		if (mp->n_replicas < 0 || mp->n_replicas > MD_REPLICAS_MAX || mp->n_isr < 0 || mp->n_isr > MD_REPLICAS_MAX)
+		if (mp->n_replicas < 0 || mp->n_replicas > MD_REPLICAS_MAX || mp->n_isr < 0 || mp->n_isr > MD_REPLICAS_MAX ||
+		    mp->n_adding < 0 || mp->n_adding > MD_REPLICAS_MAX || mp->n_removing < 0 ||
+		    mp->n_removing > MD_REPLICAS_MAX)
 			return -EINVAL;
 		struct kafka_partition_record pr;
 		kafka_partition_record_init(&pr);
@@ -189,8 +191,10 @@ static int ms_topic(struct ms_writer *w, const struct md_topic *t)
 		pr.replicas_count = mp->n_replicas;
 		pr.isr = (int32_t *)mp->isr;
 		pr.isr_count = mp->n_isr;
-		pr.removing_replicas_count = 0;
-		pr.adding_replicas_count = 0;
+		pr.removing_replicas = (int32_t *)mp->removing;
+		pr.removing_replicas_count = mp->n_removing;
+		pr.adding_replicas = (int32_t *)mp->adding;
+		pr.adding_replicas_count = mp->n_adding;
 		pr.leader = mp->leader;
 		pr.leader_epoch = mp->leader_epoch;
 		pr.partition_epoch = mp->partition_epoch;

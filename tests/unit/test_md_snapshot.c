@@ -18,7 +18,7 @@
  * md_snapshot.c) was written for.  A failure here means a field was added to
  * the image: write it into md_snapshot.c's records, compare it in
  * images_equal() below, then update the size. */
-#define EXPECT_SIZEOF_PARTITION 276
+#define EXPECT_SIZEOF_PARTITION 540
 #define EXPECT_SIZEOF_BROKER 2712
 
 static struct kuuid uuid_of(uint32_t v)
@@ -138,7 +138,7 @@ static void build_image(struct md_image *img, uint64_t seed, int n_topics)
 			pr.partition_epoch = 0;
 			apply_ok(img, KAFKA_METADATA_PARTITION, &pr, seed);
 			/* Some history: ISR grows, leadership moves, replicas shrink. */
-			int changes = (int)(prng_next(&s) % 4);
+			int changes = (int)(prng_next(&s) % 5);
 			for (int c = 0; c < changes; c++) {
 				struct kafka_partition_change_record pc;
 				kafka_partition_change_record_init(&pc);
@@ -153,6 +153,14 @@ static void build_image(struct md_image *img, uint64_t seed, int n_topics)
 					pc.replicas_count = 1;
 					pc.isr_count = 1;
 					pc.leader = reps[0];
+				}
+				if (c == 3 || (c == 1 && p % 2)) {
+					/* a reassignment under way (KIP-455) */
+					static const int32_t adding[2] = { 4, 5 }, removing[1] = { 1 };
+					pc.adding_replicas = (int32_t *)adding;
+					pc.adding_replicas_count = 2;
+					pc.removing_replicas = (int32_t *)removing;
+					pc.removing_replicas_count = 1;
 				}
 				apply_ok(img, KAFKA_METADATA_PARTITION_CHANGE, &pc, seed);
 			}
@@ -239,7 +247,9 @@ static int images_equal(const struct md_image *a, const struct md_image *b, char
 			if (u->leader != v->leader || u->leader_epoch != v->leader_epoch ||
 			    u->partition_epoch != v->partition_epoch ||
 			    !sets_equal(u->replicas, u->n_replicas, v->replicas, v->n_replicas) ||
-			    !sets_equal(u->isr, u->n_isr, v->isr, v->n_isr))
+			    !sets_equal(u->isr, u->n_isr, v->isr, v->n_isr) ||
+			    !sets_equal(u->adding, u->n_adding, v->adding, v->n_adding) ||
+			    !sets_equal(u->removing, u->n_removing, v->removing, v->n_removing))
 				return snprintf(why, n, "%s-%d differs", x->name, p), 0;
 		}
 	}
