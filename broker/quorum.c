@@ -7,17 +7,38 @@
  *                        "leaderEpoch":3,"votedId":-1,"appliedOffset":0,
  *                        "currentVoters":[{"voterId":1},..],"data_version":0}
  *                        written to a temporary file, fsynced, renamed.
+ *   <20-digit end offset>-<10-digit epoch>.checkpoint
+ *                        a metadata snapshot (KIP-630, broker/md_snapshot.h):
+ *                        the image after every entry below end offset.
+ *                        Written whole to "<name>.part", fsynced, renamed,
+ *                        directory fsynced; only the newest is kept.
  *
  * Re-entrancy: answering a request can make its connection dispatch the
  * next one, which may step the core again.  So answers to inbound requests
  * are collected while actions run and sent after the outermost step.
  *
- * Snapshots (KIP-630) are not taken yet: the metadata log is kept whole, so
- * the core never asks a follower to fetch one, and FetchSnapshot answers
- * SNAPSHOT_NOT_FOUND.
+ * Snapshots.  Every node snapshots its own image once the batches applied
+ * since its last snapshot exceed metadata.log.max.record.bytes.between.
+ * snapshots, or metadata.log.max.snapshot.interval.ms passed with anything
+ * new; it then tells the core (RAFT_EV_SNAPSHOT_TAKEN), raises the metadata
+ * log's start offset to the snapshot (whole segments below it go) and
+ * deletes older snapshots.  A follower whose fetch offset the leader no
+ * longer has is told the snapshot id and fetches it with FetchSnapshot,
+ * which the leader answers from the file; once the last chunk is in, the
+ * follower checks it, empties its log to restart at the snapshot's end
+ * offset, renames it into place and swaps its image for the snapshot's.
+ * The order makes every crash recoverable: a ".part" whose end offset is
+ * the log start offset is a fetched snapshot whose rename was cut short
+ * (start-up finishes it); any other ".part" is deleted.
+ *
+ * Start-up loads the newest snapshot that reads back whole (every CRC, the
+ * header and the footer), falls back to an older one when the log still
+ * continues from it (saying so), and refuses to start when the log starts
+ * past every usable snapshot.  Then the log after it is replayed.
  */
 #include "broker/quorum.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -25,10 +46,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/api.h"
 #include "broker/controller.h"
+#include "broker/md_snapshot.h"
 #include "broker/partition.h"
 #include "broker/peer.h"
 #include "common/kerr.h"
@@ -48,6 +71,8 @@
 #define Q_EPOCH_RPC_VERSION 0
 #define Q_SNAPSHOT_VERSION 0
 #define Q_ATTR_CONTROL 0x20
+#define Q_SNAPSHOT_BYTES_MAX (1ll << 30) /* largest snapshot read, served or fetched */
+#define Q_SNAPSHOTS_MAX 64                /* snapshot files looked at on start-up */
 
 static const struct kuuid q_topic_id = { { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 } };
 
@@ -98,6 +123,16 @@ struct tm_quorum {
 	int appends_inflight;
 	bool stopping;
 	int64_t foreign_warned_ms;
+	/* snapshots */
+	struct md_snapshot_id snap;  /* newest on disk; end_offset 0: none */
+	int32_t applied_epoch;       /* leader epoch of the entry at applied - 1 */
+	int64_t applied_ts;          /* its max timestamp (the header's) */
+	int64_t snap_bytes_since;    /* batch bytes applied since the snapshot */
+	int64_t snap_last_ms;        /* when it was taken or loaded (monotonic) */
+	int snap_in_fd;              /* the ".part" being fetched, or -1 */
+	struct md_snapshot_id snap_in;
+	bool installing;             /* swapping the image: no applying */
+	bool sync_pending;           /* a loaded image awaits partitions_sync */
 };
 
 static struct tm_quorum *Q(const struct tm_broker *b)
@@ -173,6 +208,492 @@ static int q_state_write(struct tm_quorum *q, int32_t epoch, int32_t voted, int3
 	if (!rc && rename(tmp, path))
 		rc = -errno;
 	return rc;
+}
+
+/* ---- snapshot files ------------------------------------------------------------ */
+
+static void q_snap_path(const struct tm_quorum *q, struct md_snapshot_id id, bool part, char *out, size_t n)
+{
+	char name[MD_SNAPSHOT_NAME_MAX];
+	md_snapshot_name(name, sizeof(name), id);
+	snprintf(out, n, "%s/%s%s", q->dir, name, part ? ".part" : "");
+}
+
+static int q_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+static int q_pwrite_all(int fd, const uint8_t *p, size_t n, int64_t at)
+{
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, (off_t)at);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		p += w;
+		n -= (size_t)w;
+		at += w;
+	}
+	return 0;
+}
+
+static int q_pread_all(int fd, uint8_t *p, size_t n, int64_t at)
+{
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)at);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		p += r;
+		n -= (size_t)r;
+		at += r;
+	}
+	return 0;
+}
+
+/* Reads a whole snapshot file; the caller frees *out. */
+static int q_read_file(const char *path, uint8_t **out, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int rc = fstat(fd, &st) ? -errno : 0;
+	if (!rc && (st.st_size < 0 || st.st_size > Q_SNAPSHOT_BYTES_MAX))
+		rc = -EFBIG;
+	uint8_t *buf = NULL;
+	if (!rc) {
+		buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+		rc = buf ? q_pread_all(fd, buf, (size_t)st.st_size, 0) : -ENOMEM;
+	}
+	close(fd);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+/* Loads the snapshot at `path` into img (initialised here; deinitialised
+ * again on error).  Says what is wrong, naming the file. */
+static int q_snap_load_file(const char *path, struct md_image *img, int64_t *ts)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = q_read_file(path, &buf, &len);
+	if (rc) {
+		tm_error("quorum", "cannot read metadata snapshot %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	md_image_init(img);
+	char why[256] = "";
+	rc = md_snapshot_read(buf, len, img, ts, why, sizeof(why));
+	free(buf);
+	if (rc) {
+		tm_error("quorum", "metadata snapshot %s is corrupt: %s", path, why);
+		md_image_deinit(img);
+	}
+	return rc;
+}
+
+static int q_snap_cmp_newest_first(const void *a, const void *b)
+{
+	const struct md_snapshot_id *x = a, *y = b;
+	if (x->end_offset != y->end_offset)
+		return x->end_offset > y->end_offset ? -1 : 1;
+	return x->epoch > y->epoch ? -1 : x->epoch < y->epoch;
+}
+
+/* The snapshot files in the directory, newest first (at most max). */
+static int q_snap_list(struct tm_quorum *q, struct md_snapshot_id *ids, int max)
+{
+	DIR *d = opendir(q->dir);
+	if (!d)
+		return -errno;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		struct md_snapshot_id id;
+		if (md_snapshot_parse_name(e->d_name, &id))
+			continue;
+		if (n < max) {
+			ids[n++] = id;
+			continue;
+		}
+		/* Too many: keep the newest. */
+		qsort(ids, (size_t)n, sizeof(*ids), q_snap_cmp_newest_first);
+		if (q_snap_cmp_newest_first(&id, &ids[n - 1]) < 0)
+			ids[n - 1] = id;
+	}
+	closedir(d);
+	qsort(ids, (size_t)n, sizeof(*ids), q_snap_cmp_newest_first);
+	return n;
+}
+
+/* Deletes every snapshot but q->snap. */
+static void q_snap_prune(struct tm_quorum *q)
+{
+	struct md_snapshot_id ids[Q_SNAPSHOTS_MAX];
+	int n = q_snap_list(q, ids, Q_SNAPSHOTS_MAX);
+	for (int i = 0; i < n; i++) {
+		if (ids[i].end_offset == q->snap.end_offset && ids[i].epoch == q->snap.epoch)
+			continue;
+		char path[1300];
+		q_snap_path(q, ids[i], false, path, sizeof(path));
+		if (unlink(path) == 0)
+			tm_info("quorum", "deleted metadata snapshot %s (superseded)", path);
+	}
+}
+
+/* Start-up: a ".part" is a snapshot cut short.  One whose end offset is the
+ * log start was fetched whole and the log already restarted there: finish
+ * the rename.  Any other is deleted. */
+static void q_snap_finish_parts(struct tm_quorum *q)
+{
+	DIR *d = opendir(q->dir);
+	if (!d)
+		return;
+	char names[Q_SNAPSHOTS_MAX][MD_SNAPSHOT_NAME_MAX + 8];
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < Q_SNAPSHOTS_MAX) {
+		size_t l = strlen(e->d_name);
+		if (l > 5 && l < sizeof(names[0]) && !strcmp(e->d_name + l - 5, ".part") && strstr(e->d_name, MD_SNAPSHOT_SUFFIX))
+			snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
+	}
+	closedir(d);
+	for (int i = 0; i < n; i++) {
+		char path[1300], final[1300], base[MD_SNAPSHOT_NAME_MAX + 8];
+		snprintf(base, sizeof(base), "%.*s", (int)(strlen(names[i]) - 5), names[i]);
+		snprintf(path, sizeof(path), "%s/%s", q->dir, names[i]);
+		snprintf(final, sizeof(final), "%s/%s", q->dir, base);
+		struct md_snapshot_id id;
+		struct md_image img;
+		if (!md_snapshot_parse_name(base, &id) && id.end_offset > 0 &&
+		    id.end_offset == log_start_offset(q->mlog) && !q_snap_load_file(path, &img, NULL)) {
+			md_image_deinit(&img);
+			if (!rename(path, final) && !q_fsync_dir(q->dir)) {
+				tm_info("quorum", "finished installing metadata snapshot %s (interrupted before)", final);
+				continue;
+			}
+		}
+		if (unlink(path) == 0)
+			tm_info("quorum", "deleted unfinished metadata snapshot %s", path);
+	}
+}
+
+/*
+ * Start-up: loads the newest usable snapshot into b->md and moves the log's
+ * start to it.  Usable: it reads back whole and the log continues from it
+ * (its end offset is not below the log start).  0 (with or without one), or
+ * -EBADMSG when the log starts past every usable snapshot: the metadata
+ * below the log start would be missing.
+ */
+static int q_snap_restore(struct tm_quorum *q)
+{
+	struct tm_broker *b = q->b;
+	q_snap_finish_parts(q);
+	struct md_snapshot_id ids[Q_SNAPSHOTS_MAX];
+	int n = q_snap_list(q, ids, Q_SNAPSHOTS_MAX);
+	if (n < 0) {
+		tm_error("quorum", "cannot list %s: %s", q->dir, strerror(-n));
+		return n;
+	}
+	int64_t log_start = log_start_offset(q->mlog);
+	int bad = 0;
+	for (int i = 0; i < n; i++) {
+		char path[1300];
+		q_snap_path(q, ids[i], false, path, sizeof(path));
+		if (ids[i].end_offset < log_start) {
+			tm_error("quorum", "metadata snapshot %s ends below the metadata log's start offset %" PRId64
+				 "; it cannot be used", path, log_start);
+			break;
+		}
+		if (ids[i].end_offset <= 0 || ids[i].epoch <= 0) {
+			tm_error("quorum", "metadata snapshot %s has an impossible id; ignoring it", path);
+			bad++;
+			continue;
+		}
+		struct md_image img;
+		int64_t ts = -1;
+		int rc = q_snap_load_file(path, &img, &ts);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc) {
+			bad++;
+			if (i + 1 < n)
+				tm_warn("quorum", "falling back to the older metadata snapshot before %s", path);
+			continue;
+		}
+		/* The log continues from the snapshot. */
+		int64_t end = ids[i].end_offset;
+		if (end > log_end_offset(q->mlog))
+			rc = log_truncate_fully_and_start_at(q->mlog, end);
+		else
+			rc = log_delete_records(q->mlog, end);
+		if (rc) {
+			md_image_deinit(&img);
+			tm_error("quorum", "cannot start the metadata log at snapshot %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		uint64_t seq = b->md.change_seq;
+		md_image_deinit(&b->md);
+		b->md = img;
+		b->md.change_seq += seq + 1;
+		b->md.applied_offset = end - 1;
+		q->snap = ids[i];
+		q->applied = end;
+		q->applied_epoch = ids[i].epoch;
+		q->applied_ts = ts;
+		q->sync_pending = true;
+		tm_info("quorum", "loaded metadata snapshot %s: %zu topics, %d brokers%s", path, b->md.topics.count,
+			b->md.n_brokers, bad ? " (a newer snapshot is corrupt, see above)" : "");
+		return 0;
+	}
+	if (log_start > 0) {
+		tm_error("quorum", "the metadata log %s starts at offset %" PRId64 " but no usable snapshot covers "
+			 "the offsets below it; refusing to start rather than serve a partial picture of the "
+			 "cluster (restore the snapshot, or empty %s so this node fetches everything again)",
+			 q->dir, log_start, q->dir);
+		return -EBADMSG;
+	}
+	if (bad)
+		tm_warn("quorum", "no usable metadata snapshot; replaying the whole metadata log from offset 0");
+	return 0;
+}
+
+/* Writes the snapshot bytes to path (created, fsynced). */
+static int q_write_file(const char *path, const uint8_t *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	int rc = q_pwrite_all(fd, p, n, 0);
+	if (!rc && fsync(fd))
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/*
+ * Snapshots the image at the applied offset, hands the snapshot to the core
+ * (the log's start moves there) and drops what it covers: log segments
+ * wholly below it, older snapshots.  Writes synchronously: the image is
+ * much smaller than the log bytes that trigger it.  On failure the log is
+ * kept whole and the next threshold tries again.
+ */
+static void q_snap_take(struct tm_quorum *q, const char *reason)
+{
+	struct tm_broker *b = q->b;
+	if (q->installing || q->stopping || q->applied <= q->snap.end_offset || q->applied_epoch <= 0 ||
+	    q->applied > q->hw)
+		return;
+	struct md_snapshot_id id = { q->applied, q->applied_epoch };
+	int64_t t0 = tm_mono_ms();
+	q->snap_bytes_since = 0;
+	q->snap_last_ms = t0;
+	char part[1300], path[1300];
+	q_snap_path(q, id, true, part, sizeof(part));
+	q_snap_path(q, id, false, path, sizeof(path));
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	int rc = md_snapshot_write(&b->md, id.epoch, q->applied_ts, tm_wall_ms(), &w);
+	if (!rc && w.len > (size_t)Q_SNAPSHOT_BYTES_MAX)
+		rc = -EFBIG;
+	if (!rc)
+		rc = q_write_file(part, w.buf, w.len);
+	if (!rc && rename(part, path))
+		rc = -errno;
+	if (!rc)
+		rc = q_fsync_dir(q->dir);
+	size_t bytes = w.len;
+	wbuf_deinit(&w);
+	if (rc) {
+		unlink(part);
+		tm_error("quorum", "cannot write metadata snapshot %s: %s; the metadata log is kept whole", path,
+			 strerror(-rc));
+		return;
+	}
+	struct raft_event ev = { .type = RAFT_EV_SNAPSHOT_TAKEN, .now_ms = tm_mono_ms() };
+	ev.u.snapshot.offset = id.end_offset;
+	ev.u.snapshot.epoch = id.epoch;
+	struct raft_actions acts;
+	raft_actions_init(&acts);
+	rc = raft_step(&q->raft, &ev, &acts); /* no actions: only the log start moves */
+	raft_actions_deinit(&acts);
+	if (rc) {
+		unlink(path);
+		tm_error("quorum", "the Raft core refused metadata snapshot %s (%s); it is deleted, the log kept whole",
+			 path, strerror(-rc));
+		return;
+	}
+	q->snap = id;
+	rc = log_delete_records(q->mlog, id.end_offset);
+	if (rc)
+		tm_warn("quorum", "cannot delete metadata log segments below %" PRId64 ": %s", id.end_offset,
+			strerror(-rc));
+	q_snap_prune(q);
+	tm_info("quorum", "metadata snapshot %s: %zu bytes, %zu topics, written in %" PRId64 " ms (%s)", path, bytes,
+		b->md.topics.count, tm_mono_ms() - t0, reason);
+}
+
+/* Notes what a read of the log applied: the last batch's epoch and time,
+ * and the bytes towards the next snapshot.  Batches ending at or below
+ * `from` were applied before; those past `to` not yet. */
+static void q_note_applied(struct tm_quorum *q, const uint8_t *data, size_t len, int64_t from, int64_t to)
+{
+	size_t at = 0;
+	while (at + RECORDS_BATCH_HEADER_BYTES <= len) {
+		struct tm_batch_hdr h;
+		if (records_batch_header_parse(data + at, len - at, &h) || h.batch_length < 0)
+			break;
+		size_t size = (size_t)h.batch_length + RECORDS_BATCH_OVERHEAD_BYTES;
+		int64_t end = h.base_offset + h.last_offset_delta + 1;
+		if (end > to || size > len - at)
+			break;
+		if (end > from) {
+			q->applied_epoch = h.partition_leader_epoch;
+			q->applied_ts = h.max_timestamp;
+			q->snap_bytes_since += (int64_t)size;
+		}
+		at += size;
+	}
+}
+
+/* FetchSnapshot on the leader: the chunk [position, position + max) of the
+ * snapshot file.  A Kafka error code; *buf (malloc'd) and *len on success. */
+static int16_t q_snap_read_chunk(struct tm_quorum *q, const struct raft_fetch_snapshot_resp *r, uint8_t **buf,
+				 size_t *len, int64_t *size)
+{
+	struct md_snapshot_id id = { r->snapshot_offset, r->snapshot_epoch };
+	char path[1300];
+	q_snap_path(q, id, false, path, sizeof(path));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return TM_ERR_SNAPSHOT_NOT_FOUND;
+	struct stat st;
+	int16_t err = TM_ERR_NONE;
+	if (fstat(fd, &st) || st.st_size > Q_SNAPSHOT_BYTES_MAX)
+		err = TM_ERR_SNAPSHOT_NOT_FOUND;
+	else if (r->position < 0 || r->position > st.st_size)
+		err = TM_ERR_POSITION_OUT_OF_RANGE;
+	if (!err) {
+		int64_t n = st.st_size - r->position;
+		if (r->max_bytes > 0 && n > r->max_bytes)
+			n = r->max_bytes;
+		*buf = malloc(n ? (size_t)n : 1);
+		if (!*buf || q_pread_all(fd, *buf, (size_t)n, r->position)) {
+			free(*buf);
+			*buf = NULL;
+			err = TM_ERR_SNAPSHOT_NOT_FOUND;
+		} else {
+			*len = (size_t)n;
+			*size = st.st_size;
+		}
+	}
+	close(fd);
+	return err;
+}
+
+/* A follower: a fetched snapshot is whole in `part`.  Check it, restart the
+ * log at its end offset, rename it into place, swap the image.  The core
+ * already counts the snapshot as installed, so a snapshot that does not
+ * load stops this node (a restart fetches it again) rather than leave its
+ * picture of the cluster behind its log. */
+static void q_snap_install(struct tm_quorum *q, struct md_snapshot_id id, const char *part)
+{
+	struct tm_broker *b = q->b;
+	char path[1300];
+	q_snap_path(q, id, false, path, sizeof(path));
+	struct md_image img;
+	int64_t ts = -1;
+	if (q_snap_load_file(part, &img, &ts)) {
+		unlink(part);
+		tm_error("quorum", "the metadata snapshot fetched from node %d does not load; stopping (a restart "
+			 "fetches it again)", raft_leader_id(&q->raft));
+		abort();
+	}
+	q->installing = true;
+	int rc = log_truncate_fully_and_start_at(q->mlog, id.end_offset);
+	if (!rc && rename(part, path))
+		rc = -errno;
+	if (!rc)
+		rc = q_fsync_dir(q->dir);
+	if (rc) {
+		tm_error("quorum", "cannot install metadata snapshot %s: %s; stopping", path, strerror(-rc));
+		abort();
+	}
+	uint64_t seq = b->md.change_seq;
+	md_image_deinit(&b->md);
+	b->md = img;
+	b->md.change_seq += seq + 1;
+	b->md.applied_offset = id.end_offset - 1;
+	q->applied = id.end_offset;
+	q->applied_epoch = id.epoch;
+	q->applied_ts = ts;
+	q->snap = id;
+	q->snap_bytes_since = 0;
+	q->snap_last_ms = tm_mono_ms();
+	q->installing = false;
+	tm_info("quorum", "installed metadata snapshot %s from node %d: %zu topics, %d brokers", path,
+		raft_leader_id(&q->raft), b->md.topics.count, b->md.n_brokers);
+	partitions_sync(b);
+	q_snap_prune(q);
+}
+
+/* RAFT_ACT_SNAPSHOT_CHUNK: the core orders chunks by position from 0. */
+static void q_snap_chunk(struct tm_quorum *q, const struct raft_action *a)
+{
+	struct md_snapshot_id id = { a->u.chunk.snapshot_offset, a->u.chunk.snapshot_epoch };
+	char part[1300];
+	q_snap_path(q, id, true, part, sizeof(part));
+	if (a->u.chunk.position == 0) {
+		if (q->snap_in_fd >= 0) {
+			/* An earlier fetch was abandoned (leader change, snapshot replaced). */
+			char old[1300];
+			q_snap_path(q, q->snap_in, true, old, sizeof(old));
+			close(q->snap_in_fd);
+			unlink(old);
+		}
+		q->snap_in = id;
+		q->snap_in_fd = a->u.chunk.size > Q_SNAPSHOT_BYTES_MAX
+					? -EFBIG
+					: open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (q->snap_in_fd < 0) {
+			tm_error("quorum", "cannot write metadata snapshot %s: %s; stopping", part,
+				 q->snap_in_fd == -EFBIG ? "larger than 1 GiB" : strerror(errno));
+			abort();
+		}
+		tm_info("quorum", "fetching metadata snapshot %s (%" PRId64 " bytes) from node %d: this node's log "
+			"is behind the leader's log start", part, a->u.chunk.size, raft_leader_id(&q->raft));
+	}
+	if (q->snap_in_fd < 0 || q->snap_in.end_offset != id.end_offset || q->snap_in.epoch != id.epoch) {
+		tm_error("quorum", "snapshot chunk at position %" PRId64 " of %s without its start; stopping",
+			 a->u.chunk.position, part);
+		abort();
+	}
+	int rc = q_pwrite_all(q->snap_in_fd, a->u.chunk.bytes, a->u.chunk.len, a->u.chunk.position);
+	if (!rc && a->u.chunk.done && fsync(q->snap_in_fd))
+		rc = -errno;
+	if (rc) {
+		tm_error("quorum", "cannot write metadata snapshot %s: %s; stopping", part, strerror(-rc));
+		abort();
+	}
+	if (!a->u.chunk.done)
+		return;
+	close(q->snap_in_fd);
+	q->snap_in_fd = -1;
+	q_snap_install(q, id, part);
 }
 
 /* ---- restoring the log's epoch list ------------------------------------------ */
@@ -889,15 +1410,22 @@ static void q_send_response(struct tm_quorum *q, int32_t to, const struct raft_m
 		t.name = kstr_c(Q_TOPIC);
 		t.partitions = &p;
 		t.partitions_count = 1;
-		/* No snapshots are kept (see the file header). */
-		p.error_code = m->u.snap_resp.error ? m->u.snap_resp.error : TM_ERR_SNAPSHOT_NOT_FOUND;
+		uint8_t *chunk = NULL;
+		size_t chunk_len = 0;
+		int64_t size = -1;
+		int16_t err = m->u.snap_resp.error;
+		if (!err)
+			err = q_snap_read_chunk(q, &m->u.snap_resp, &chunk, &chunk_len, &size);
+		p.error_code = err;
 		p.snapshot_id.end_offset = m->u.snap_resp.snapshot_offset;
 		p.snapshot_id.epoch = m->u.snap_resp.snapshot_epoch;
 		p.current_leader.leader_id = m->u.snap_resp.leader_id;
 		p.current_leader.leader_epoch = m->u.snap_resp.leader_epoch;
 		p.position = m->u.snap_resp.position;
-		p.unaligned_records = kbytes_make("", 0);
+		p.size = err ? -1 : size;
+		p.unaligned_records = kbytes_make(chunk ? (const void *)chunk : "", chunk_len);
 		kafka_fetch_snapshot_response_encode(&req->resp, req->hdr.api_version, &r);
+		free(chunk);
 		break;
 	}
 	default:
@@ -925,8 +1453,8 @@ static void q_apply_done(void *arg, int err, uint8_t *data, size_t len)
 	struct tm_quorum *q = arg;
 	struct tm_broker *b = q->b;
 	q->applying = false;
-	if (q->stopping) {
-		free(data);
+	if (q->stopping || q->installing) {
+		free(data); /* installing: the snapshot replaces what this read held */
 		return;
 	}
 	if (err || !len) {
@@ -938,18 +1466,22 @@ static void q_apply_done(void *arg, int err, uint8_t *data, size_t len)
 	int64_t next = q->applied;
 	int64_t limit = q->hw < log_written_offset(q->mlog) ? q->hw : log_written_offset(q->mlog);
 	int rc = controller_apply_batches(b, data, len, limit, &next);
-	free(data);
 	if (rc) {
+		free(data);
 		tm_error("quorum", "committed metadata at offset %" PRId64 " does not apply; this node stops applying "
 			 "metadata (its picture of the cluster would be wrong)", q->applied);
 		return;
 	}
 	if (next > q->applied) {
+		q_note_applied(q, data, len, q->applied, next);
 		q->applied = next;
 		b->md.applied_offset = next - 1;
 		partitions_sync(b);
 	}
+	free(data);
 	q_notify_waiters(q, 0);
+	if (q->snap_bytes_since >= b->cfg.metadata_log_max_record_bytes_between_snapshots)
+		q_snap_take(q, "metadata.log.max.record.bytes.between.snapshots reached");
 	q_apply(q);
 	broker_kick_io(b);
 }
@@ -961,7 +1493,7 @@ static void q_apply(struct tm_quorum *q)
 	int64_t limit = q->hw;
 	if (limit > log_written_offset(q->mlog))
 		limit = log_written_offset(q->mlog);
-	if (q->applying || q->applied >= limit || q->stopping)
+	if (q->applying || q->applied >= limit || q->stopping || q->installing)
 		return;
 	if (log_read(q->mlog, q->applied, limit, Q_APPLY_CHUNK_BYTES, q_apply_done, q) == 0)
 		q->applying = true;
@@ -1016,7 +1548,7 @@ static void q_perform(struct tm_quorum *q, const struct raft_action *a)
 		}
 		break;
 	case RAFT_ACT_SNAPSHOT_CHUNK:
-		/* Never asked for: this node keeps no snapshots (file header). */
+		q_snap_chunk(q, a);
 		break;
 	case RAFT_ACT_ROLE:
 		tm_info("quorum", "node %d is %s in epoch %d (leader %d)", b->cfg.node_id,
@@ -1427,6 +1959,8 @@ int quorum_start(struct tm_broker *b)
 		return -ENOMEM;
 	q->b = b;
 	q->catch_up_target = -1;
+	q->snap_in_fd = -1;
+	q->snap_last_ms = tm_mono_ms();
 	b->quorum = q;
 	snprintf(q->dir, sizeof(q->dir), "%s/__cluster_metadata-0", b->cfg.log_dir);
 	struct log_config lc;
@@ -1434,11 +1968,15 @@ int quorum_start(struct tm_broker *b)
 	lc.flush_interval_messages = 1;
 	lc.retention_ms = -1;
 	lc.retention_bytes = -1;
+	lc.segment_bytes = b->cfg.metadata_log_segment_bytes;
 	int rc = log_open(b->io, q->dir, &lc, tm_wall_ms(), &q->mlog);
 	if (rc) {
 		tm_error("quorum", "cannot open the metadata log %s: %s", q->dir, strerror(-rc));
 		goto err;
 	}
+	rc = q_snap_restore(q);
+	if (rc)
+		goto err;
 	struct raft_persisted st;
 	memset(&st, 0, sizeof(st));
 	st.voted_id = RAFT_NODE_NONE;
@@ -1456,13 +1994,22 @@ int quorum_start(struct tm_broker *b)
 	}
 	st.log_start_offset = log_start_offset(q->mlog);
 	st.log_end_offset = log_end_offset(q->mlog);
+	st.snapshot_epoch = q->snap.end_offset > 0 ? q->snap.epoch : 0;
+	if (st.epoch < st.snapshot_epoch)
+		st.epoch = st.snapshot_epoch;
 	st.epochs = epochs;
 	st.n_epochs = n_epochs;
 	if (n_epochs && st.epoch < epochs[n_epochs - 1].epoch) {
 		/* The log knows a later epoch than quorum-state: trust the log. */
 		st.epoch = epochs[n_epochs - 1].epoch;
 	}
-	q->applied = st.log_start_offset;
+	if (q->applied != st.log_start_offset) {
+		tm_error("quorum", "the metadata log %s starts at %" PRId64 ", its snapshot ends at %" PRId64, q->dir,
+			 st.log_start_offset, q->applied);
+		free(epochs);
+		rc = -EBADMSG;
+		goto err;
+	}
 
 	struct raft_config rc_cfg;
 	raft_config_defaults(&rc_cfg);
@@ -1493,7 +2040,10 @@ int quorum_start(struct tm_broker *b)
 	tm_info("quorum", "metadata log %s: offsets %" PRId64 "..%" PRId64 ", epoch %d, %d voter(s)", q->dir,
 		st.log_start_offset, st.log_end_offset, st.epoch, b->cfg.voter_count);
 	/* A single voter elects itself on the first tick. */
+	bool sync = q->sync_pending;
+	q->sync_pending = false;
 	quorum_tick(b, tm_mono_ms());
+	q->sync_pending = sync; /* the partitions follow a loaded snapshot once the node runs */
 	return 0;
 err:
 	quorum_stop(b);
@@ -1511,6 +2061,13 @@ void quorum_tick(struct tm_broker *b, int64_t now_ms)
 	}
 	struct raft_event ev = { .type = RAFT_EV_TICK, .now_ms = now_ms };
 	q_step(q, &ev);
+	if (q->sync_pending) {
+		q->sync_pending = false;
+		partitions_sync(b);
+	}
+	int64_t interval = b->cfg.metadata_log_max_snapshot_interval_ms;
+	if (interval > 0 && now_ms - q->snap_last_ms >= interval && q->applied > q->snap.end_offset)
+		q_snap_take(q, "metadata.log.max.snapshot.interval.ms passed");
 }
 
 void quorum_shutdown(struct tm_broker *b)
@@ -1546,6 +2103,8 @@ void quorum_stop(struct tm_broker *b)
 		io_wait(b->io, 1000);
 		io_process_completions(b->io);
 	}
+	if (q->snap_in_fd >= 0)
+		close(q->snap_in_fd); /* a ".part": deleted on the next start */
 	if (q->mlog)
 		log_close(q->mlog);
 	raft_deinit(&q->raft);

@@ -1,0 +1,234 @@
+"""Metadata snapshots (KIP-630, issue 4): with a tiny
+metadata.log.max.record.bytes.between.snapshots every node of a three-node
+quorum writes Kafka's <20-digit offset>-<10-digit epoch>.checkpoint files
+(a SnapshotHeader control batch, the metadata records, a SnapshotFooter
+control batch) and drops the metadata log segments below them; a node
+killed with kill -9 while the leader's log start moves past it comes back
+through FetchSnapshot and agrees with the others; a restarted node starts
+from its own snapshot; a corrupt snapshot stops a node at start-up with a
+message naming the file.  kafka-metadata-quorum keeps answering throughout.
+
+Tidemark-specific (multi-node): skipped when TM_E2E_TARGET=kafka.
+
+Snapshot file layout read here (v2 record batches, big-endian):
+
+    OFFSET SIZE FIELD
+    0      8    base_offset            0, 1, 2, ... across the file
+    8      4    batch_length           bytes after this field
+    12     4    partition_leader_epoch the snapshot's epoch
+    21     2    attributes             0x20: control batch
+    57     4    record_count
+    61     -    records; a control record's key is ControlRecordType
+                {version int16 0, type int16}: 3 SnapshotHeader, 4 SnapshotFooter
+"""
+import re
+import shutil
+import struct
+import time
+
+import pytest
+
+from cluster import Cluster, create_topic, describe_quorum, metadata
+from conftest import TARGET
+from tmhelp import kafka_tool, unique_topic
+
+pytestmark = pytest.mark.skipif(TARGET != "tidemark", reason="multi-node quorum tests run against Tidemark only")
+
+METADATA_DIR = "__cluster_metadata-0"
+CHECKPOINT_RE = re.compile(r"^(\d{20})-(\d{10})\.checkpoint$")
+# Snapshot after ~4 KiB of metadata records; 8 KiB metadata log segments so
+# whole segments fall below a snapshot and are deleted.
+SNAPSHOT_SETTINGS = {
+    "metadata.log.max.record.bytes.between.snapshots": "4096",
+    "metadata.log.segment.bytes": "8192",
+    "broker.heartbeat.interval.ms": "500",
+    "broker.session.timeout.ms": "4000",
+}
+
+
+@pytest.fixture
+def make_cluster():
+    made = []
+
+    def make(size=3, overrides=None):
+        c = Cluster(size, overrides)
+        made.append(c)
+        c.start()
+        return c
+
+    yield make
+    reports = [c.crash_report() for c in made]
+    for c in made:
+        c.cleanup()
+    reports = [r for r in reports if r]
+    if reports:
+        pytest.fail("\n\n".join(reports), pytrace=False)
+
+
+# ---- helpers ----------------------------------------------------------------------
+def checkpoints(node):
+    """[(end offset, epoch, path)] of the node's snapshot files, newest last."""
+    out = []
+    for p in (node.data_dir / METADATA_DIR).iterdir():
+        m = CHECKPOINT_RE.match(p.name)
+        if m:
+            out.append((int(m.group(1)), int(m.group(2)), p))
+    return sorted(out)
+
+
+def wait_checkpoint(node, timeout_s, above=0):
+    """Waits for a snapshot of `node` ending past offset `above`; returns it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        cps = checkpoints(node)
+        if cps and cps[-1][0] > above:
+            return cps[-1]
+        time.sleep(0.1)
+    raise AssertionError("node %d wrote no snapshot past offset %d within %ss; files: %r\n%s"
+                         % (node.node_id, above, timeout_s,
+                            sorted(p.name for p in (node.data_dir / METADATA_DIR).iterdir()), node.log_tail()))
+
+
+def snapshot_batches(path):
+    """[(base_offset, epoch, control, record_count, control_type or None)]."""
+    data = path.read_bytes()
+    out, pos = [], 0
+    while pos < len(data):
+        assert pos + 61 <= len(data), "%s: torn batch header at byte %d" % (path, pos)
+        base, length, epoch, magic = struct.unpack_from(">qiib", data, pos)
+        (attrs,) = struct.unpack_from(">h", data, pos + 21)
+        (count,) = struct.unpack_from(">i", data, pos + 57)
+        assert magic == 2 and pos + 12 + length <= len(data), "%s: bad batch at byte %d" % (path, pos)
+        ctype = None
+        if attrs & 0x20:
+            # one record: varint length, attributes, varlong ts delta, varint
+            # offset delta, varint key length (4 -> zig-zag 8), key
+            rec = data[pos + 61:pos + 12 + length]
+            i = 0
+            for _ in range(4):  # length, attributes (1 byte), ts delta, offset delta
+                if _ == 1:
+                    i += 1
+                    continue
+                while rec[i] & 0x80:
+                    i += 1
+                i += 1
+            assert rec[i] == 8, "%s: control key length %d" % (path, rec[i])
+            (_, ctype) = struct.unpack_from(">hh", rec, i + 1)
+        out.append((base, epoch, bool(attrs & 0x20), count, ctype))
+        pos += 12 + length
+    return out
+
+
+def segment_bases(node):
+    return sorted(int(p.stem) for p in (node.data_dir / METADATA_DIR).glob("*.log"))
+
+
+def create_many(node, prefix, n):
+    names = []
+    for _ in range(n):
+        name = unique_topic(prefix)
+        assert create_topic(node, name, 2, 3) == (0, None), "CreateTopics %s via node %d" % (name, node.node_id)
+        names.append(name)
+    return names
+
+
+def quorum_status(bootstrap):
+    p = kafka_tool("kafka-metadata-quorum", "--bootstrap-server", bootstrap, "describe", "--status", timeout=60)
+    out = {}
+    for line in p.stdout.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out, p.stdout
+
+
+# ---- tests ------------------------------------------------------------------------
+def test_snapshots_written_and_a_lagging_node_catches_up_through_one(make_cluster):
+    c = make_cluster(3, SNAPSHOT_SETTINGS)
+    leader_id, _ = c.wait_leader(10)
+    leader = c.node(leader_id)
+    first = create_many(leader, "snap-a", 25)
+    c.wait_agree(20, check=lambda v: all(t in v for t in first))
+
+    # Every node snapshots its own image.
+    for n in c.nodes.values():
+        end, epoch, path = wait_checkpoint(n, 20)
+        batches = snapshot_batches(path)
+        assert batches[0][2] and batches[0][4] == 3, "%s does not start with a SnapshotHeader: %r" % (path, batches[:2])
+        assert batches[-1][2] and batches[-1][4] == 4, "%s does not end with a SnapshotFooter: %r" % (path, batches[-2:])
+        assert all(not b[2] for b in batches[1:-1]) and len(batches) >= 3, batches
+        assert all(b[1] == epoch for b in batches), "batch epochs %r, file epoch %d" % (batches, epoch)
+        assert [b[0] for b in batches] == [sum(x[3] for x in batches[:i]) for i in range(len(batches))], batches
+
+    # A follower goes away; the others move their log start past it.
+    follower = next(n for n in c.nodes.values() if n.node_id != leader_id)
+    q = describe_quorum(leader)
+    behind = q["voters"][follower.node_id]
+    follower.kill9()
+    survivors = [n for n in c.nodes.values() if n is not follower]
+    leader_id, _ = c.wait_leader(10, via=survivors[0])
+    leader = c.node(leader_id)
+    second = create_many(leader, "snap-b", 40)
+    c.wait_agree(20, survivors, check=lambda v: all(t in v for t in second))
+    end, _, _ = wait_checkpoint(leader, 20, above=behind)
+    assert end > behind
+    # Old snapshots are gone, and the log segments wholly below the newest.
+    for n in survivors:
+        cps = checkpoints(n)
+        assert len(cps) == 1, "node %d keeps %r" % (n.node_id, [p.name for _, _, p in cps])
+        bases = segment_bases(n)
+        assert bases and bases[0] > 0, "node %d still has metadata segment 0: %r" % (n.node_id, bases)
+        assert bases[0] <= cps[-1][0], (bases, cps[-1][0])
+
+    follower.start()
+    follower.wait_serving(40, brokers=[1, 2, 3])
+    view = c.wait_agree(30, check=lambda v: all(t in v for t in first + second))
+    assert len(view) >= len(first) + len(second)
+    log = follower.log_text().split("==== start #")[-1]  # this start's lines only
+    assert "installed metadata snapshot" in log, "node %d did not install a snapshot:\n%s" % (
+        follower.node_id, follower.log_tail(60))
+    md = metadata(follower)
+    assert {t["name"] for t in md["topics"]} >= set(first + second)
+
+    # More changes reach it through the log after the snapshot.
+    third = create_many(follower, "snap-c", 3)
+    c.wait_agree(20, check=lambda v: all(t in v for t in third))
+
+    status, text = quorum_status(follower.bootstrap)
+    assert status.get("LeaderId") == str(c.wait_leader(10)[0]), text
+    assert "CurrentVoters" in status, text
+
+    # A restart starts from the node's own snapshot, then replays the rest.
+    follower.kill9()
+    follower.start()
+    follower.wait_serving(40, brokers=[1, 2, 3])
+    assert re.search(r"loaded metadata snapshot \S+\.checkpoint", follower.log_text().split("==== start #")[-1]), \
+        follower.log_tail(60)
+    c.wait_agree(30, check=lambda v: all(t in v for t in first + second + third))
+
+
+def test_corrupt_snapshot_stops_start_up_naming_the_file(make_cluster):
+    c = make_cluster(3, SNAPSHOT_SETTINGS)
+    leader_id, _ = c.wait_leader(10)
+    names = create_many(c.node(leader_id), "snap-bad", 25)
+    c.wait_agree(20, check=lambda v: all(t in v for t in names))
+    victim = next(n for n in c.nodes.values() if n.node_id != leader_id)
+    wait_checkpoint(victim, 20)
+    victim.stop()
+    end, _, path = checkpoints(victim)[-1]
+    good = path.read_bytes()
+    saved = path.with_name("saved-" + path.name)
+    shutil.copyfile(path, saved)
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0x40
+    path.write_bytes(bytes(bad))
+
+    status, out = victim.run_to_exit({})
+    assert status != 0, out
+    assert path.name in out and "corrupt" in out, out
+
+    # The good file back: the node starts and agrees again.
+    saved.replace(path)
+    victim.start()
+    victim.wait_serving(40, brokers=[1, 2, 3])
+    c.wait_agree(30, check=lambda v: all(t in v for t in names))
