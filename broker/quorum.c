@@ -133,6 +133,7 @@ struct tm_quorum {
 	struct md_snapshot_id snap_in;
 	bool installing;             /* swapping the image: no applying */
 	bool sync_pending;           /* a loaded image awaits partitions_sync */
+	bool snap_due;               /* the byte threshold passed: snapshot on the next tick */
 };
 
 static struct tm_quorum *Q(const struct tm_broker *b)
@@ -500,6 +501,7 @@ static void q_snap_take(struct tm_quorum *q, const char *reason)
 		return;
 	struct md_snapshot_id id = { q->applied, q->applied_epoch };
 	int64_t t0 = tm_mono_ms();
+	q->snap_due = false;
 	q->snap_bytes_since = 0;
 	q->snap_last_ms = t0;
 	char part[1300], path[1300];
@@ -643,6 +645,7 @@ static void q_snap_install(struct tm_quorum *q, struct md_snapshot_id id, const 
 	q->applied_ts = ts;
 	q->snap = id;
 	q->snap_bytes_since = 0;
+	q->snap_due = false;
 	q->snap_last_ms = tm_mono_ms();
 	q->installing = false;
 	tm_info("quorum", "installed metadata snapshot %s from node %d: %zu topics, %d brokers", path,
@@ -849,7 +852,8 @@ static int q_control_batch(struct tm_quorum *q, const struct raft_entry *e, stru
 	m.granting_voters_count = b->cfg.voter_count;
 	struct tm_wbuf v;
 	wbuf_init(&v);
-	wr_i16(&v, 0);
+	/* The message's own Version field leads the value (Kafka writes no
+	 * other version prefix for control records). */
 	kafka_leader_change_message_encode(&v, 0, &m);
 	int rc = records_builder_add(&rb, tm_wall_ms(), kbytes_make(key, 4), kbytes_make(v.buf, v.len), NULL, 0);
 	wbuf_deinit(&v);
@@ -1480,8 +1484,10 @@ static void q_apply_done(void *arg, int err, uint8_t *data, size_t len)
 	}
 	free(data);
 	q_notify_waiters(q, 0);
+	/* Taken from the tick, never from inside a log callback (this one may
+	 * run while the log drains for a truncation). */
 	if (q->snap_bytes_since >= b->cfg.metadata_log_max_record_bytes_between_snapshots)
-		q_snap_take(q, "metadata.log.max.record.bytes.between.snapshots reached");
+		q->snap_due = true;
 	q_apply(q);
 	broker_kick_io(b);
 }
@@ -2066,7 +2072,9 @@ void quorum_tick(struct tm_broker *b, int64_t now_ms)
 		partitions_sync(b);
 	}
 	int64_t interval = b->cfg.metadata_log_max_snapshot_interval_ms;
-	if (interval > 0 && now_ms - q->snap_last_ms >= interval && q->applied > q->snap.end_offset)
+	if (q->snap_due)
+		q_snap_take(q, "metadata.log.max.record.bytes.between.snapshots reached");
+	else if (interval > 0 && now_ms - q->snap_last_ms >= interval && q->applied > q->snap.end_offset)
 		q_snap_take(q, "metadata.log.max.snapshot.interval.ms passed");
 }
 

@@ -160,6 +160,18 @@ def test_snapshots_written_and_a_lagging_node_catches_up_through_one(make_cluste
         assert all(b[1] == epoch for b in batches), "batch epochs %r, file epoch %d" % (batches, epoch)
         assert [b[0] for b in batches] == [sum(x[3] for x in batches[:i]) for i in range(len(batches))], batches
 
+    # Kafka's own tool reads the snapshot as a cluster metadata snapshot.
+    _, _, path = checkpoints(leader)[-1]
+    dump = kafka_tool("kafka-dump-log", "--cluster-metadata-decoder", "--files", path, timeout=60).stdout
+    for want in ("SnapshotHeader", "SnapshotFooter", '"type":"TOPIC_RECORD"', '"type":"PARTITION_RECORD"',
+                 '"type":"REGISTER_BROKER_RECORD"', '"type":"FEATURE_LEVEL_RECORD"'):
+        assert want in dump, "kafka-dump-log shows no %s in %s:\n%s" % (want, path, dump[-3000:])
+    assert any(t in dump for t in first), dump[-3000:]
+    # ... and the metadata log, leader-change control records included.
+    seg = sorted((leader.data_dir / METADATA_DIR).glob("*.log"))[-1]
+    dump = kafka_tool("kafka-dump-log", "--cluster-metadata-decoder", "--files", seg, timeout=60).stdout
+    assert "LeaderChange" in dump or '"type":"' in dump, dump[-3000:]
+
     # A follower goes away; the others move their log start past it.
     follower = next(n for n in c.nodes.values() if n.node_id != leader_id)
     q = describe_quorum(leader)
