@@ -246,7 +246,9 @@ def test_reassign_partitions_moves_replicas_online(make_cluster, tmp_path):
     got = consume(bootstrap(c), topic, [0], len(values), timeout=30)
     assert [r["value"] for r in got] == values
     assert [r["offset"] for r in got] == list(range(len(values)))
-    # Nothing is listed as under way any more.
+    # Nothing is listed as under way any more.  (--preserve-throttles: plain
+    # --verify also deletes the replication-throttle configs of every broker
+    # and topic, which Tidemark's IncrementalAlterConfigs refuses so far.)
     p = reassign(c, tmp_path, "--verify", plan, "--preserve-throttles")
     assert "Reassignment of partition %s-0 is completed" % topic in p.stdout, p.stdout
 
@@ -262,3 +264,38 @@ def test_reassign_refuses_unknown_broker(make_cluster, tmp_path):
     out = p.stdout + p.stderr
     assert re.search(r"[Bb]roker.* 9", out), out
     assert partition_states(c.node(1), topic)[0]["replicas"] != [1, 9]
+
+
+def test_reassignment_in_progress_is_listed_and_can_be_cancelled(make_cluster, tmp_path):
+    c = make_cluster()
+    topic = unique_topic("reassign-cancel")
+    create_replicated(c, topic, 1, 2)
+    st = wait_isr_whole(c, topic, WAIT_S)[0]
+    old = st["replicas"]
+    spare = next(i for i in c.ids() if i not in old)
+    produce(bootstrap(c), topic, [{"value": b"x%d" % i, "partition": 0} for i in range(50)], config={"acks": "all"})
+    plan = {"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [old[0], spare]}]}
+    # The new replica is paused: it cannot catch up, so the reassignment stays under way.
+    c.node(spare).sigstop()
+    others = [n for n in c.running() if n.node_id != spare]
+    try:
+        p = reassign(c, tmp_path, "--execute", plan)
+        assert "Successfully started partition reassignment" in p.stdout, p.stdout + p.stderr
+        state = wait_partitions(c, topic, WAIT_S, lambda s: s[0]["replicas"] == [old[0], spare, old[1]],
+                                "replicas = target + removing while under way", nodes=others)[0]
+        assert state["isr"] == sorted(old), state
+        p = reassign(c, tmp_path, "--verify", plan, "--preserve-throttles")
+        assert "Reassignment of partition %s-0 is still in progress." % topic in p.stdout, p.stdout
+        p = kafka_tool("kafka-reassign-partitions", "--bootstrap-server", ",".join(n.bootstrap for n in others),
+                       "--list", timeout=90)
+        assert "%s-0: replicas: %s. adding: %d. removing: %d." % (
+            topic, ",".join(map(str, [old[0], spare, old[1]])), spare, old[1]) in p.stdout, p.stdout
+        p = reassign(c, tmp_path, "--cancel", plan, "--preserve-throttles")
+        assert "Successfully cancelled partition reassignment" in p.stdout, p.stdout + p.stderr
+        state = wait_partitions(c, topic, WAIT_S, lambda s: sorted(s[0]["replicas"]) == sorted(old),
+                                "original replicas back after the cancel", nodes=others)[0]
+        assert state["isr"] == sorted(old) and state["leader"] == old[0], state
+    finally:
+        c.node(spare).sigcont()
+    got = consume(bootstrap(c), topic, [0], 50, timeout=30)
+    assert [r["value"] for r in got] == [b"x%d" % i for i in range(50)]
