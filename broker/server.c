@@ -10,6 +10,14 @@
  * written.  At most CONN_INFLIGHT_MAX requests per connection are in progress;
  * beyond that the connection stops reading (TCP pushes back on the client),
  * as does an output buffer above CONN_OUTPUT_HIGH_BYTES.
+ *
+ * Buffers: a frame is copied once out of the input evbuffer into its own
+ * allocation (the request's decoded fields point into it); a response body
+ * of CONN_BODY_REF_MIN_BYTES or more is handed to the output evbuffer by
+ * reference, not copied.  One read or write callback moves up to
+ * CONN_IO_MAX_SINGLE bytes.  server_start() fixes glibc's heap thresholds
+ * so these large buffers reuse freed heap instead of faulting in fresh pages
+ * (server_tune_heap, docs/benchmarks.md).
  */
 #include "broker/broker.h"
 
@@ -20,6 +28,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,6 +44,12 @@
 
 #define CONN_INFLIGHT_MAX 32
 #define CONN_OUTPUT_HIGH_BYTES (8u << 20)
+/* Response bodies from this size on are handed to the output evbuffer by
+ * reference instead of copied. */
+#define CONN_BODY_REF_MIN_BYTES 4096
+/* Bytes one read or write callback of a connection moves at most (libevent's
+ * default is 16 KiB: a 1 MiB produce or fetch took 64 loop turns). */
+#define CONN_IO_MAX_SINGLE (1 << 20)
 
 struct tm_conn {
 	struct tm_conn *prev, *next;  /* the broker's connections */
@@ -115,6 +130,30 @@ static void conn_update_reading(struct tm_conn *c)
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 
+static void body_release(const void *data, size_t len, void *arg)
+{
+	(void)len;
+	(void)arg;
+	free((void *)data);
+}
+
+/* Appends a response body to the output.  A large one (a Fetch answer)
+ * moves into the evbuffer without a copy: the buffer is taken from the
+ * wbuf and freed by libevent once written. */
+static void conn_add_body(struct evbuffer *out, struct tm_wbuf *body)
+{
+	if (body->len < CONN_BODY_REF_MIN_BYTES) {
+		evbuffer_add(out, body->buf, body->len);
+		return;
+	}
+	size_t len;
+	uint8_t *buf = wbuf_steal(body, &len);
+	if (evbuffer_add_reference(out, buf, len, body_release, NULL) != 0) {
+		evbuffer_add(out, buf, len);
+		free(buf);
+	}
+}
+
 /* Writes the done prefix of the queue. */
 static void conn_flush_queue(struct tm_conn *c)
 {
@@ -135,9 +174,9 @@ static void conn_flush_queue(struct tm_conn *c)
 				c->closing = true;
 			} else {
 				wr_patch_i32(&hdr, 0, (int32_t)(hdr.len - 4 + r->resp.len));
-				evbuffer_add(out, hdr.buf, hdr.len);
-				evbuffer_add(out, r->resp.buf, r->resp.len);
 				c->b->metrics.response_bytes += hdr.len + r->resp.len;
+				evbuffer_add(out, hdr.buf, hdr.len);
+				conn_add_body(out, &r->resp);
 			}
 			wbuf_deinit(&hdr);
 		}
@@ -335,6 +374,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (c->next)
 		c->next->prev = c;
 	b->conns = c;
+	bufferevent_set_max_single_read(c->bev, CONN_IO_MAX_SINGLE);
+	bufferevent_set_max_single_write(c->bev, CONN_IO_MAX_SINGLE);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	tm_debug("server", "connection %s accepted", c->peer);
@@ -383,8 +424,31 @@ static int listen_on(struct tm_broker *b, const struct tm_listener *l, int idx)
 	return 0;
 }
 
+/* Request frames, produce copies, fetch reads and responses are buffers of
+ * up to a MiB or more, allocated and freed at the traffic's rate.  glibc's
+ * defaults serve them from fresh mmap()s or trim the heap under them, so
+ * every buffer comes back as new zeroed pages: a page fault per 4 KiB moved
+ * (measured: 255,000 faults and a third of the broker's CPU per GiB
+ * produced; see docs/benchmarks.md).  Fixing the thresholds keeps up to
+ * SERVER_HEAP_KEEP_BYTES of freed heap for the next buffers; beyond it the
+ * heap shrinks as before, and only buffers above SERVER_MMAP_MIN_BYTES get
+ * their own mapping. */
+#define SERVER_MMAP_MIN_BYTES (32 << 20)
+#define SERVER_HEAP_KEEP_BYTES (64 << 20)
+
+static void server_tune_heap(void)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	if (!mallopt(M_MMAP_THRESHOLD, SERVER_MMAP_MIN_BYTES) || !mallopt(M_TRIM_THRESHOLD, SERVER_HEAP_KEEP_BYTES))
+		tm_warn("server", "mallopt refused the heap thresholds; large buffers will page-fault");
+}
+
 int server_start(struct tm_broker *b, bool controller_listeners)
 {
+	server_tune_heap();
 	for (int i = 0; i < b->cfg.listener_count && !b->tls_ctx; i++) {
 		if (b->cfg.listeners[i].security != TM_SEC_SSL)
 			continue;
