@@ -83,6 +83,25 @@ for name in $(env | sed -n 's/^\(KAFKA[A-Z0-9_]*\)=.*/\1/p'); do
 	fi
 done
 
+# ---- what to run ------------------------------------------------------------
+# Another command (a shell, a tool) runs as is, without a node identity.
+if [ $# -gt 0 ] && [ "$1" = tidemark ]; then
+	shift
+fi
+if [ $# -gt 0 ] && { [ "$1" = --version ] || [ "$1" = --help ] || [ "$1" = -h ]; }; then
+	exec "$TIDEMARK_BIN" "$@"
+elif [ $# -eq 0 ] || [ "${1#-}" != "$1" ]; then
+	MODE=run
+else
+	case $1 in
+	format | print-config)
+		MODE=$1
+		shift
+		;;
+	*) exec "$@" ;;
+	esac
+fi
+
 # ---- identity ----------------------------------------------------------------
 HOST=${HOSTNAME:-$(cat /proc/sys/kernel/hostname)}
 ORDINAL=${HOST##*-}
@@ -232,23 +251,11 @@ fi
 mv "$tmp" "$CONF"
 
 # ---- run -----------------------------------------------------------------
-if [ $# -gt 0 ] && [ "$1" = tidemark ]; then
-	shift
-fi
-if [ $# -eq 0 ] || [ "${1#-}" != "$1" ]; then
+case $MODE in
+run)
 	log "exec tidemark $CONF $*"
 	exec "$TIDEMARK_BIN" "$CONF" "$@"
-fi
-case $1 in
-format)
-	shift
-	exec "$TIDEMARK_BIN" format "$CONF" "$@"
 	;;
-print-config)
-	cat "$CONF"
-	exit 0
-	;;
-*)
-	exec "$@"
-	;;
+format) exec "$TIDEMARK_BIN" format "$CONF" "$@" ;;
+print-config) cat "$CONF" ;;
 esac

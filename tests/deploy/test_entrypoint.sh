@@ -14,6 +14,9 @@ failed=0
 tmp=$(mktemp -d)
 trap '[ -n "${TM_KEEP:-}" ] || rm -rf "$tmp"' EXIT
 n=0
+# A stand-in for tidemark that prints its arguments.
+printf '#!/bin/sh\nprintf "%%s\\n" "$*"\n' > "$tmp/args"
+chmod +x "$tmp/args"
 
 # run NAME VAR=VALUE... -- ARGS: runs the entrypoint in a clean environment
 # with TIDEMARK_HOME in a fresh folder; sets $out, $err, $rc, $home.
@@ -159,11 +162,14 @@ T="an unreadable TIDEMARK_CONFIG_FILE is refused"
 run HOSTNAME=tidemark-1 TIDEMARK_CONFIG_FILE="$tmp/missing.properties" -- print-config
 if [ $rc = 2 ] && said "cannot be read"; then pass "$T"; else fail "$T"; fi
 
-T="arguments: --override reaches tidemark, another command runs as is"
-run HOSTNAME=tidemark-0 TIDEMARK_BIN=/bin/echo -- --override num.partitions=4
+T="arguments: --override reaches tidemark; another command and --version run without a node identity"
+run HOSTNAME=tidemark-0 TIDEMARK_BIN="$tmp/args" -- --override num.partitions=4
 if [ $rc = 0 ] && grep -qx "$home/server.properties --override num.partitions=4" "$out"; then
-	run HOSTNAME=tidemark-0 -- sh -c 'echo hello'
-	if [ $rc = 0 ] && grep -qx hello "$out"; then pass "$T"; else fail "$T"; fi
+	run HOSTNAME=box -- sh -c 'echo hello'
+	r1=$rc
+	grep -qx hello "$out" && s1=0 || s1=1
+	run HOSTNAME=box TIDEMARK_BIN="$tmp/args" -- --version
+	if [ $r1 = 0 ] && [ $s1 = 0 ] && [ $rc = 0 ] && grep -qx -- --version "$out"; then pass "$T"; else fail "$T"; fi
 else fail "$T"; fi
 
 [ -x "$BIN" ] || echo "note: bin/tidemark is not built; generated files were not handed to tidemark format"
