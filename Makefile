@@ -7,6 +7,7 @@
 #   make fuzz       a short libFuzzer run of the request decoder
 #   make bench      Tidemark beside Apache Kafka (QUICK=1: a few seconds, Tidemark only)
 #   make codegen    regenerate protocol/ from ../shared/kafka-protocol (needs shared/)
+#   make test-deploy  container image + three-node compose cluster checked with kcat (podman)
 #
 # Sources are found by wildcard per module, so adding a file needs no edit here.
 
@@ -39,7 +40,7 @@ SIM_BIN   := $(SIM_SRC:tests/sim/%.c=$(BUILD)/tests/%)
 # intermediates (deleted after a build, then not rebuilt when missing).
 $(TEST_HELPER_OBJ):
 
-.PHONY: all run test unit sim e2e asan fuzz bench codegen deps test-deps clean purity
+.PHONY: all run test unit sim e2e asan fuzz bench codegen deps test-deps clean purity test-deploy
 
 all: deps bin/tidemark
 
@@ -97,6 +98,9 @@ test: all purity unit sim asan e2e fuzz bench-quick
 
 fuzz: deps
 	@sh tests/fuzz/run.sh
+
+test-deploy:
+	@sh tests/deploy/run.sh
 
 bench: all
 	@sh bench/run.sh
