@@ -78,14 +78,12 @@ struct elect_op {
 	int elected;
 };
 
-static void elect_set(struct tm_req *req, struct kafka_elect_leaders_response_partition_result *r, int32_t partition,
-		      int16_t code)
+static void elect_set(struct kafka_elect_leaders_response_partition_result *r, int32_t partition, int16_t code)
 {
 	r->partition_id = partition;
 	r->error_code = code;
-	const char *m = elect_error_message(code);
+	const char *m = elect_error_message(code); /* static text */
 	r->error_message = m ? kstr_c(m) : kstr_null();
-	(void)req;
 }
 
 static void elect_committed(struct tm_broker *b, void *arg, int err)
@@ -96,7 +94,7 @@ static void elect_committed(struct tm_broker *b, void *arg, int err)
 		struct kafka_elect_leaders_response_replica_election_result *tr = &op->out.replica_election_results[i];
 		for (int32_t j = 0; j < tr->partition_result_count; j++)
 			if (err && tr->partition_result[j].error_code == TM_ERR_NONE)
-				elect_set(op->req, &tr->partition_result[j], tr->partition_result[j].partition_id,
+				elect_set(&tr->partition_result[j], tr->partition_result[j].partition_id,
 					  TM_ERR_NOT_CONTROLLER);
 	}
 	if (!err)
@@ -122,7 +120,8 @@ static int elect_all(struct tm_broker *b, struct elect_op *op, struct ctl_txn *t
 		const struct md_topic *mt = b->md.topics.slots[ti].value;
 		struct kafka_elect_leaders_response_replica_election_result *tr =
 			&op->out.replica_election_results[op->out.replica_election_results_count];
-		tr->topic = kstr_c(mt->name);
+		/* The answer is encoded after the commit: a copy, not the image's name. */
+		tr->topic = kstr_c(arena_strndup(a, mt->name, strlen(mt->name)));
 		tr->partition_result = arena_alloc(a, sizeof(*tr->partition_result) * (size_t)(mt->n_partitions ? mt->n_partitions : 1));
 		if (!tr->partition_result)
 			return -ENOMEM;
@@ -137,7 +136,7 @@ static int elect_all(struct tm_broker *b, struct elect_op *op, struct ctl_txn *t
 					return -ENOMEM;
 				op->elected++;
 			}
-			elect_set(op->req, &tr->partition_result[tr->partition_result_count++], pi, code);
+			elect_set(&tr->partition_result[tr->partition_result_count++], pi, code);
 		}
 		if (tr->partition_result_count > 0)
 			op->out.replica_election_results_count++;
@@ -167,7 +166,7 @@ static int elect_listed(struct tm_broker *b, struct elect_op *op, struct ctl_txn
 		for (int32_t j = 0; j < np; j++) {
 			int32_t pi = rt->partitions[j];
 			if (!mt || pi < 0 || pi >= mt->n_partitions) {
-				elect_set(op->req, &tr->partition_result[j], pi, TM_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+				elect_set(&tr->partition_result[j], pi, TM_ERR_UNKNOWN_TOPIC_OR_PARTITION);
 				continue;
 			}
 			struct elect_change c;
@@ -177,7 +176,7 @@ static int elect_listed(struct tm_broker *b, struct elect_op *op, struct ctl_txn
 					return -ENOMEM;
 				op->elected++;
 			}
-			elect_set(op->req, &tr->partition_result[j], pi, code);
+			elect_set(&tr->partition_result[j], pi, code);
 		}
 	}
 	return 0;

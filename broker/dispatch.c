@@ -36,9 +36,9 @@ static const struct tm_api_handler handlers[] = {
 	{ KAFKA_API_CREATE_PARTITIONS, 0, 3, api_create_partitions, true, true },
 	{ KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0, 1, api_incremental_alter_configs, true, true },
 	/* leadership and replicas moved on purpose (api_elect.c, api_reassign.c) */
-	{ KAFKA_API_ELECT_LEADERS, 0, 2, api_elect_leaders, false, true },
-	{ KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0, 1, api_alter_partition_reassignments, false, true },
-	{ KAFKA_API_LIST_PARTITION_REASSIGNMENTS, 0, 0, api_list_partition_reassignments, false, true },
+	{ KAFKA_API_ELECT_LEADERS, 0, 2, api_elect_leaders, true, true },
+	{ KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0, 1, api_alter_partition_reassignments, true, true },
+	{ KAFKA_API_LIST_PARTITION_REASSIGNMENTS, 0, 0, api_list_partition_reassignments, true, true },
 	{ KAFKA_API_DESCRIBE_CLUSTER, 0, 1, api_describe_cluster, true, false },
 	{ KAFKA_API_VOTE, 0, 2, api_vote, true, false },
 	{ KAFKA_API_BEGIN_QUORUM_EPOCH, 0, 1, api_begin_quorum_epoch, true, false },

@@ -26,6 +26,7 @@ import time
 
 import pytest
 
+import rawkafka
 from cluster import Cluster, create_replicated, isr_whole, partition_states, wait_isr_whole, wait_partitions
 from conftest import KAFKA_TOOL_CLASSES, TARGET
 from tmhelp import consume, kafka_tool, produce, unique_topic
@@ -85,6 +86,125 @@ def bounce(c, node_id, states_before, topic):
                     "partitions %r led by another broker after node %d died" % (led, node_id))
     c.node(node_id).start()
     return wait_isr_whole(c, topic, WAIT_S)
+
+
+# ---- raw requests to one node (Kafka's AdminClient sends these to the
+# controller itself, which would hide whether a broker forwards them) ------------
+API_ELECT_LEADERS = 43
+API_ALTER_PARTITION_REASSIGNMENTS = 45
+API_LIST_PARTITION_REASSIGNMENTS = 46
+ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
+ERR_INVALID_REPLICA_ASSIGNMENT = 39
+ERR_ELECTION_NOT_NEEDED = 84
+ERR_NO_REASSIGNMENT_IN_PROGRESS = 85
+
+
+def _i32s(w, xs):
+    w.uvarint(len(xs) + 1)
+    for x in xs:
+        w.i32(x)
+    return w
+
+
+def _read_i32s(r):
+    n = r.uvarint()
+    return [r.i32() for _ in range(max(n - 1, 0))]
+
+
+def elect_leaders_raw(node, election_type, topic_partitions):
+    """ElectLeaders v2 to `node`; topic_partitions {topic: [partitions]} or
+    None (all).  Returns (error_code, {(topic, partition): (error_code, message)})."""
+    w = rawkafka.Writer().i8(election_type)
+    if topic_partitions is None:
+        w.uvarint(0)
+    else:
+        w.uvarint(len(topic_partitions) + 1)
+        for t, parts in topic_partitions.items():
+            _i32s(w.compact_string(t), parts).tags()
+    w.i32(30000).tags()
+    with rawkafka.Conn(node.host, node.port, timeout=30) as conn:
+        r = conn.request(API_ELECT_LEADERS, 2, w.build(), flexible=True)
+    r.i32()  # throttle_time_ms
+    err, out = r.i16(), {}
+    for _ in range(max(r.uvarint() - 1, 0)):
+        t = r.compact_string()
+        for _ in range(max(r.uvarint() - 1, 0)):
+            part, perr, msg = r.i32(), r.i16(), r.compact_string()
+            r.skip_tags()
+            out[(t, part)] = (perr, msg)
+        r.skip_tags()
+    return err, out
+
+
+def alter_reassignments_raw(node, topic, partition, replicas):
+    """AlterPartitionReassignments v0 of one partition (replicas None:
+    cancel).  Returns (error_code, message) of that partition."""
+    w = rawkafka.Writer().i32(30000).uvarint(2).compact_string(topic).uvarint(2).i32(partition)
+    if replicas is None:
+        w.uvarint(0)
+    else:
+        _i32s(w, replicas)
+    w.tags().tags().tags()
+    with rawkafka.Conn(node.host, node.port, timeout=30) as conn:
+        r = conn.request(API_ALTER_PARTITION_REASSIGNMENTS, 0, w.build(), flexible=True)
+    r.i32()
+    assert (r.i16(), r.compact_string()) == (0, None)
+    assert r.uvarint() == 2 and r.compact_string() == topic and r.uvarint() == 2
+    assert r.i32() == partition
+    return r.i16(), r.compact_string()
+
+
+def list_reassignments_raw(node):
+    """ListPartitionReassignments v0 (all topics) to `node`:
+    {(topic, partition): (replicas, adding, removing)}."""
+    w = rawkafka.Writer().i32(30000).uvarint(0).tags()
+    with rawkafka.Conn(node.host, node.port, timeout=30) as conn:
+        r = conn.request(API_LIST_PARTITION_REASSIGNMENTS, 0, w.build(), flexible=True)
+    r.i32()
+    assert r.i16() == 0
+    r.compact_string()
+    out = {}
+    for _ in range(max(r.uvarint() - 1, 0)):
+        t = r.compact_string()
+        for _ in range(max(r.uvarint() - 1, 0)):
+            part = r.i32()
+            out[(t, part)] = (_read_i32s(r), _read_i32s(r), _read_i32s(r))
+            r.skip_tags()
+        r.skip_tags()
+    return out
+
+
+def test_requests_to_a_broker_that_is_not_the_controller_are_forwarded(make_cluster):
+    c = make_cluster()
+    topic = unique_topic("elect-raw")
+    create_replicated(c, topic, 2, 3)
+    wait_isr_whole(c, topic, WAIT_S)
+    controller, _ = c.wait_leader(10)
+    node = c.node(next(i for i in c.ids() if i != controller))
+
+    err, res = elect_leaders_raw(node, 0, {topic: [0, 1, 5], "no-such-topic": [0]})
+    assert err == 0
+    assert res[(topic, 0)][0] == ERR_ELECTION_NOT_NEEDED and res[(topic, 1)][0] == ERR_ELECTION_NOT_NEEDED, res
+    assert res[(topic, 5)][0] == ERR_UNKNOWN_TOPIC_OR_PARTITION, res
+    assert res[("no-such-topic", 0)] == (ERR_UNKNOWN_TOPIC_OR_PARTITION,
+                                         "This server does not host this topic-partition."), res
+    # All partitions, all preferred already: an empty answer.
+    assert elect_leaders_raw(node, 0, None) == (0, {})
+
+    assert alter_reassignments_raw(node, topic, 0, [1, 1]) == (
+        ERR_INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes the broker 1 more than once.")
+    assert alter_reassignments_raw(node, topic, 0, [1, 2, 9]) == (
+        ERR_INVALID_REPLICA_ASSIGNMENT, "The manual partition assignment includes broker 9, but no such broker is registered.")
+    assert alter_reassignments_raw(node, topic, 0, None)[0] == ERR_NO_REASSIGNMENT_IN_PROGRESS
+    assert alter_reassignments_raw(node, topic, 9, [1])[0] == ERR_UNKNOWN_TOPIC_OR_PARTITION
+    assert list_reassignments_raw(node) == {}
+    # A shrink to two replicas completes in one step.
+    before = partition_states(node, topic)[1]
+    target = before["replicas"][1:]
+    assert alter_reassignments_raw(node, topic, 1, target) == (0, None)
+    st = wait_partitions(c, topic, WAIT_S, lambda s: s[1]["replicas"] == target, "partition 1 on %r" % target)
+    assert st[1]["isr"] == sorted(target) and st[1]["leader"] == target[0], st
+    assert list_reassignments_raw(node) == {}
 
 
 # ---- ElectLeaders -------------------------------------------------------------------
