@@ -123,11 +123,11 @@ def segment_bases(node):
     return sorted(int(p.stem) for p in (node.data_dir / METADATA_DIR).glob("*.log"))
 
 
-def create_many(node, prefix, n):
+def create_many(node, prefix, n, rf=3):
     names = []
     for _ in range(n):
         name = unique_topic(prefix)
-        assert create_topic(node, name, 2, 3) == (0, None), "CreateTopics %s via node %d" % (name, node.node_id)
+        assert create_topic(node, name, 2, rf) == (0, None), "CreateTopics %s via node %d" % (name, node.node_id)
         names.append(name)
     return names
 
@@ -180,7 +180,7 @@ def test_snapshots_written_and_a_lagging_node_catches_up_through_one(make_cluste
     survivors = [n for n in c.nodes.values() if n is not follower]
     leader_id, _ = c.wait_leader(10, via=survivors[0])
     leader = c.node(leader_id)
-    second = create_many(leader, "snap-b", 40)
+    second = create_many(leader, "snap-b", 40, rf=2)  # the killed node gets fenced meanwhile
     c.wait_agree(20, survivors, check=lambda v: all(t in v for t in second))
     end, _, _ = wait_checkpoint(leader, 20, above=behind)
     assert end > behind
@@ -244,3 +244,27 @@ def test_corrupt_snapshot_stops_start_up_naming_the_file(make_cluster):
     victim.start()
     victim.wait_serving(40, brokers=[1, 2, 3])
     c.wait_agree(30, check=lambda v: all(t in v for t in names))
+
+
+def test_single_node_snapshots_by_age_and_restarts_from_it(make_cluster):
+    # A byte threshold that is never reached: only the interval triggers.
+    c = make_cluster(1, {"metadata.log.max.record.bytes.between.snapshots": str(1 << 40),
+                         "metadata.log.max.snapshot.interval.ms": "1000"})
+    node = c.node(1)
+    name = unique_topic("snap-age")
+    assert create_topic(node, name, 3, 1) == (0, None)
+    end, _, _ = wait_checkpoint(node, 15)
+    deadline = time.monotonic() + 5  # the line follows the file's rename
+    while "metadata.log.max.snapshot.interval.ms passed" not in node.log_text():
+        assert time.monotonic() < deadline, node.log_tail()
+        time.sleep(0.1)
+    # Nothing new: no further snapshot however long it waits.
+    time.sleep(2.5)
+    assert checkpoints(node)[-1][0] == end, [p.name for _, _, p in checkpoints(node)]
+
+    node.kill9()
+    node.start()
+    assert re.search(r"loaded metadata snapshot \S+\.checkpoint", node.log_text().split("==== start #")[-1]), \
+        node.log_tail(60)
+    view = c.wait_agree(20, check=lambda v: name in v)
+    assert len(view[name][1]) == 3
