@@ -112,14 +112,6 @@ for t in test_entrypoint.sh check-k8s.sh; do
 	fi
 done
 
-if command -v ss > /dev/null 2>&1; then
-	for p in $P1 $P2 $P3; do
-		if ss -ltnH "sport = :$p" | grep -q .; then
-			die "port $p is taken on this machine; set TM_DEPLOY_PORT"
-		fi
-	done
-fi
-
 # ---- 2. images --------------------------------------------------------------
 log "base image"
 sh "$ROOT/tests/deploy/base-image.sh" "$BASE_IMAGE" > "$LOGDIR/base-image.log" 2>&1 ||
@@ -160,7 +152,40 @@ save_logs() {
 		[ -z "$c" ] || podman logs "$c" > "$LOGDIR/node$n.$1.log" 2>&1
 	done
 }
+# ports_free: none of the three host ports is listened on. Podman's conmon
+# holds a published port for a moment after its container is removed.
+ports_free() {
+	command -v ss > /dev/null 2>&1 || return 0
+	for p in $P1 $P2 $P3; do
+		ss -ltnH "sport = :$p" | grep -q . && return 1
+	done
+	return 0
+}
+wait_ports_free() {
+	i=0
+	until ports_free || [ $i -ge 30 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	ports_free
+}
+# stop_all: SIGTERM to every node at once, SIGKILL after 30 s (podman-compose
+# stops one container after another, and a node whose peers are gone can
+# stall resolving their names: see docs/deployment.md).
+stop_all() {
+	names=$(podman ps -a --filter "label=io.podman.compose.project=$PROJECT" --format '{{.Names}}')
+	[ -z "$names" ] || podman stop -t 30 $names > /dev/null 2>&1
+}
+# up WHAT: podman-compose up, and all three containers running
+up() {
+	compose up -d --no-build || { tail -20 "$LOGDIR/compose.log"; die "$1: podman-compose up"; }
+	for n in 1 2 3; do
+		state=$(podman inspect --format '{{.State.Status}}' "$(container $n)" 2> /dev/null)
+		[ "$state" = running ] || { tail -20 "$LOGDIR/compose.log"; die "$1: node $n's container is ${state:-missing}, not running"; }
+	done
+}
 teardown() {
+	stop_all
 	compose down -v
 	podman network rm -f "${PROJECT}_default" > /dev/null 2>&1
 	for n in 1 2 3; do podman volume rm -f "${PROJECT}_tidemark-$n" > /dev/null 2>&1; done
@@ -178,8 +203,9 @@ trap 'cleanup; finish' INT TERM
 trap cleanup EXIT
 
 teardown # leftovers of an interrupted run
+wait_ports_free || die "a port of $P1 $P2 $P3 is taken on this machine; set TM_DEPLOY_PORT"
 log "podman-compose up (ports $P1 $P2 $P3 on 127.0.0.1)"
-compose up -d --no-build || { tail -20 "$LOGDIR/compose.log"; die "podman-compose up"; }
+up "first start"
 
 # metadata_ok N: node N answers Metadata listing the three brokers at their host ports
 metadata_ok() {
@@ -359,8 +385,18 @@ podman start "$(container "$down")" > /dev/null 2>&1
 wait_cluster "node $down back"
 check_replicas "node $down back, caught up"
 
-# ---- 6. containers recreated on the same named volumes ------------------------
-log "podman-compose down (volumes kept), up again"
+# ---- 6. SIGTERM, and containers recreated on the same named volumes -----------
+log "stopping the three nodes (SIGTERM), podman-compose down (volumes kept), up again"
+stop_all
+for n in 1 2 3; do
+	c=$(container $n)
+	code=$(podman inspect --format '{{.State.ExitCode}}' "$c")
+	if [ "$code" = 0 ] && podman logs "$c" 2>&1 | grep -q 'received SIGTERM; shutting down'; then
+		ok "node $n stopped by SIGTERM: tidemark logged it and exited 0"
+	else
+		bad "node $n stopped by SIGTERM: tidemark logged it and exited 0 (exit code $code)"
+	fi
+done
 save_logs first
 compose down
 kept=0
@@ -372,7 +408,8 @@ if [ $kept = 3 ]; then
 else
 	bad "down: the containers are gone, the 3 named volumes stay (only $kept)"
 fi
-compose up -d --no-build || { tail -20 "$LOGDIR/compose.log"; die "podman-compose up (second time)"; }
+wait_ports_free || die "after down: a port of $P1 $P2 $P3 is still taken"
+up "second start"
 wait_cluster "after down and up"
 for n in 1 2 3; do
 	check_consume $n "after down and up: all $(total) records read back through node $n" 20
@@ -383,18 +420,6 @@ else
 	ok "after down and up: node 1 reopened its storage (no new format)"
 fi
 
-
-# SIGTERM, as `compose stop` and Kubernetes send it, stops a node cleanly.
-for n in 1 2 3; do
-	c=$(container $n)
-	podman stop -t 30 "$c" > /dev/null 2>&1
-	code=$(podman inspect --format '{{.State.ExitCode}}' "$c")
-	if [ "$code" = 0 ] && podman logs "$c" 2>&1 | grep -q 'received SIGTERM; shutting down'; then
-		ok "node $n stopped by SIGTERM: tidemark logged it and exited 0"
-	else
-		bad "node $n stopped by SIGTERM: tidemark logged it and exited 0 (exit code $code)"
-	fi
-done
 
 # ---- 7. teardown --------------------------------------------------------------
 if [ -z "${TM_DEPLOY_KEEP:-}" ]; then
