@@ -324,6 +324,30 @@ def test_sigterm_moves_leadership_before_exit(make_cluster, who):
     wait_isr_whole(c, topic, WAIT_S)
 
 
+def test_sigterm_without_an_answering_controller_stops_within_the_bound(make_cluster):
+    c = make_cluster({"broker.session.timeout.ms": "60000"})
+    topic = unique_topic("elect-shutdown-alone")
+    create_replicated(c, topic, 1, 3)
+    wait_isr_whole(c, topic, WAIT_S)
+    victim, *others = c.ids()
+    for i in others:
+        c.node(i).sigstop()
+    try:
+        t0 = time.monotonic()
+        rc = c.node(victim).stop()
+        took = time.monotonic() - t0
+    finally:
+        for i in others:
+            c.node(i).sigcont()
+    assert rc == 0, c.node(victim).log_tail()
+    # The 5 s bound of the controlled shutdown, then the usual stop.
+    assert 4.5 < took < 12, "SIGTERM with no controller took %.1fs\n%s" % (took, c.node(victim).log_tail())
+    assert "controlled shutdown: the controller did not confirm within 5000 ms; stopping anyway" in \
+        c.node(victim).log_text(), c.node(victim).log_tail()
+    c.node(victim).start()
+    wait_isr_whole(c, topic, WAIT_S)
+
+
 # ---- reassignment ---------------------------------------------------------------------
 def reassign(c, tmp_path, mode, plan, *extra, check=True):
     f = tmp_path / "reassign.json"
