@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 QUIET = {"log_level": 0}
 
@@ -72,8 +72,10 @@ class AckedWriter:
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": 60000,
-            "request.timeout.ms": 10000,
-            "socket.timeout.ms": 10000,
+            # A paused leader holds requests until these expire; the
+            # producer then retries them on the new leader.
+            "request.timeout.ms": 5000,
+            "socket.timeout.ms": 5000,
             "retry.backoff.ms": 50,
             "retry.backoff.max.ms": 500,
             "reconnect.backoff.ms": 50,
@@ -95,19 +97,21 @@ class AckedWriter:
         return b"%s:%08d:%s" % (self.run_id, i, self.pad)
 
     def _on_delivery(self, err, msg):
+        # An exception here would surface inside librdkafka's poll(): keep
+        # the callback to plain bookkeeping.
         now = time.time()
         with self.lock:
             if err is not None:
                 if err.fatal():
-                    self.fatal = self.fatal or str(err)
-                self.failed.append((msg.value(), str(err)))
+                    self.fatal = self.fatal or "%s (%s)" % (err.str(), err.name())
+                self.failed.append((msg.value(), "%s (%s)" % (err.str(), err.name())))
             else:
                 self.acks.append(Ack(msg.partition(), msg.offset(), msg.value(), now))
 
     def _on_error(self, err):
         if err.fatal():
             with self.lock:
-                self.fatal = self.fatal or str(err)
+                self.fatal = self.fatal or "%s (%s)" % (err.str(), err.name())
 
     def start(self):
         conf = dict(self.conf, error_cb=self._on_error)
@@ -126,6 +130,10 @@ class AckedWriter:
             except BufferError:
                 p.poll(0.05)
                 continue
+            except KafkaException as e:
+                with self.lock:
+                    self.fatal = self.fatal or "produce(): %s" % e
+                break
             p.poll(0)
             time.sleep(self.interval_s)
 
@@ -164,7 +172,14 @@ class AckedWriter:
             self.thread.join(timeout=10)
         if self.producer is None:
             return 0
-        self.unflushed = self.producer.flush(flush_timeout_s)
+        try:
+            self.unflushed = self.producer.flush(flush_timeout_s)
+        except (KafkaException, SystemError) as e:
+            # After a fatal error confluent-kafka raises it from flush(),
+            # sometimes while running a delivery callback (SystemError).
+            with self.lock:
+                self.fatal = self.fatal or "flush(): %s" % e
+            self.unflushed = len(self.producer)
         return self.unflushed
 
     def unavailability(self, partition, t_fault, until):
@@ -303,3 +318,140 @@ def check(acks, log, run_id=None):
         last[a.partition] = max(a.offset, last.get(a.partition, -1))
     report("acknowledgements out of offset order", order)
     return problems
+
+
+# ---- network cuts: a private network namespace and per-node cgroups ------------
+#
+# A cut must stay on 127.0.0.1 and must not touch the host's firewall, so the
+# test enters a network namespace of its own (setns on the calling thread;
+# broker processes and client threads started afterwards inherit it), where
+# it may add iptables rules freely: they vanish with the namespace.  Each
+# broker runs in a cgroup (v2) of its own, so a rule can name the process a
+# packet comes from:
+#
+#     OUTPUT -o lo -p tcp -m cgroup --path /<victim's cgroup> --dport <peer ports>  DROP
+#     OUTPUT -o lo -p tcp -m cgroup --path /<peer's cgroup>   --dport <victim ports> DROP
+#
+# cuts the victim off from its peers in both directions (neither side's
+# connections reach the other's listeners) while clients, in no such
+# cgroup, still reach every broker.  Needs root, ip, iptables with the
+# cgroup match, and a writable cgroup2 mount.
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+CLONE_NEWNET = 0x40000000
+CGROUP2_CANDIDATES = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+CUT_CHAIN = "TM-CUT"
+
+
+def _cgroup2_root():
+    for d in CGROUP2_CANDIDATES:
+        if os.path.exists(os.path.join(d, "cgroup.procs")) and os.path.exists(os.path.join(d, "cgroup.subtree_control")):
+            return d
+    return None
+
+
+def netns_unavailable():
+    """Why network cuts cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "not root"
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return "%s not installed" % tool
+    if _cgroup2_root() is None:
+        return "no cgroup2 mount"
+    return None
+
+
+def _run(*cmd):
+    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=20)
+    if p.returncode != 0:
+        raise AssertionError("%s exited %d: %s%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
+    return p.stdout
+
+
+class NetCut:
+    """A private network namespace the calling thread enters on enter() and
+    leaves on leave(); cgroups for brokers; cut() and heal()."""
+
+    def __init__(self, tag):
+        self.name = "tm-e2e-%d-%s" % (os.getpid(), tag)
+        self.cg_root = _cgroup2_root()
+        self.cgroups = []
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.home_fd = None
+
+    def _setns(self, fd):
+        if self.libc.setns(fd, CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, "setns: %s" % os.strerror(e))
+
+    def enter(self):
+        _run("ip", "netns", "add", self.name)
+        self.home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        fd = os.open("/run/netns/%s" % self.name, os.O_RDONLY)
+        try:
+            self._setns(fd)
+        finally:
+            os.close(fd)
+        _run("ip", "link", "set", "lo", "up")
+        _run("iptables", "-N", CUT_CHAIN)
+        _run("iptables", "-A", "OUTPUT", "-o", "lo", "-p", "tcp", "-j", CUT_CHAIN)
+
+    def cgroup(self, label):
+        """Creates a cgroup; returns its path relative to the cgroup2 root."""
+        rel = "/%s-%s" % (self.name, label)
+        os.mkdir(self.cg_root + rel)
+        self.cgroups.append(rel)
+        return rel
+
+    def wrap(self, cmd, rel):
+        """The command line that joins cgroup `rel`, then execs cmd (same
+        pid, so signals reach the broker)."""
+        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cg_root + rel] + list(cmd)
+
+    def cut(self, victim_cg, victim_ports, peers):
+        """peers: [(cgroup, ports)].  Drops every TCP packet from the victim
+        to a peer's listeners and from a peer to the victim's."""
+        vports = ",".join(map(str, victim_ports))
+        for cg, ports in peers:
+            _run("iptables", "-A", CUT_CHAIN, "-p", "tcp", "-m", "cgroup", "--path", victim_cg,
+                 "-m", "multiport", "--dports", ",".join(map(str, ports)), "-j", "DROP")
+            _run("iptables", "-A", CUT_CHAIN, "-p", "tcp", "-m", "cgroup", "--path", cg,
+                 "-m", "multiport", "--dports", vports, "-j", "DROP")
+
+    def heal(self):
+        _run("iptables", "-F", CUT_CHAIN)
+
+    def leave(self):
+        """Back to the thread's own namespace; ends processes still in the
+        private one (brokers this test started), deletes it and the cgroups."""
+        if self.home_fd is not None:
+            self._setns(self.home_fd)
+            os.close(self.home_fd)
+            self.home_fd = None
+        try:
+            pids = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True,
+                                  timeout=20).stdout.split()
+        except (OSError, subprocess.SubprocessError):
+            pids = []
+        for pid in pids:
+            if pid == str(os.getpid()):
+                continue
+            try:
+                os.kill(int(pid), 9)
+            except (ValueError, OSError):
+                pass
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
+        for rel in self.cgroups:
+            for _ in range(50):
+                try:
+                    os.rmdir(self.cg_root + rel)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)  # its last process is still exiting

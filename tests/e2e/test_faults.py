@@ -17,8 +17,9 @@ the next.  Then the producer stops, everything is read back and
 faults.check holds: no acknowledged record lost or moved, none duplicated,
 offsets contiguous, acknowledgements in offset order.
 
-Seeds: TM_FAULT_SEED=N runs one plan; otherwise a fixed list that covers
-every fault at least twice.  A failure names its seed and plan.
+Seeds: TM_FAULT_SEED=N runs one plan; otherwise a fixed list of four plans
+that each hold all three faults.  A failure names its seed and plan and
+quotes the steps taken with their times.
 
 The unavailability window of each leader fault (per partition the victim
 led: last acknowledgement before the fault to the first after it) is
@@ -33,7 +34,7 @@ import pytest
 
 from cluster import Cluster, create_replicated, describe_quorum, partition_states, wait_isr_whole, wait_partitions
 from conftest import TARGET
-from faults import AckedWriter, check, read_back
+from faults import AckedWriter, NetCut, check, netns_unavailable, read_back
 
 pytestmark = pytest.mark.skipif(TARGET != "tidemark", reason="multi-node fault tests run against Tidemark only")
 
@@ -45,16 +46,19 @@ SETTINGS = {
 }
 PARTITIONS = 3
 FAULTS = ("kill_leader", "pause_leader", "kill_follower")
-FAULTS_PER_PLAN = 2
-SEEDS = [int(os.environ["TM_FAULT_SEED"])] if os.environ.get("TM_FAULT_SEED") else [11, 12, 13, 14]
+FAULTS_PER_PLAN = 3
+# Each of these plans has all three faults, in different orders and aimed at
+# different partitions (printed with -s).
+SEEDS = [int(os.environ["TM_FAULT_SEED"])] if os.environ.get("TM_FAULT_SEED") else [3, 6, 13, 18]
 RECOVER_S = 30  # bound for leadership to move or the ISR to heal after a fault
 
 
 def plan_for(seed):
-    """[(fault, partition)] for a seed: FAULTS_PER_PLAN different faults,
-    each aimed at a partition chosen by the seed."""
+    """[(fault, partition)] for a seed: FAULTS_PER_PLAN faults drawn from
+    FAULTS, each aimed at a partition chosen by the seed; and the seeded
+    generator that then picks followers and delays."""
     rng = random.Random(seed)
-    return [(f, rng.randrange(PARTITIONS)) for f in rng.sample(FAULTS, FAULTS_PER_PLAN)], rng
+    return [(rng.choice(FAULTS), rng.randrange(PARTITIONS)) for _ in range(FAULTS_PER_PLAN)], rng
 
 
 @pytest.fixture
@@ -122,9 +126,37 @@ class Scenario:
             before, after = gap
             ms = (after - before) * 1000
             self.windows.append((what, p, ms))
-            self.note("unavailability %s of broker %d, partition %d: %.0f ms (last ack %.0f ms before, first ack "
-                      "%.0f ms after the fault)", what, victim, p, ms,
-                      (t_fault - before) * 1000, (after - t_fault) * 1000)
+            self.note("unavailability %s of broker %d, partition %d: %.0f ms (no ack from %+.0f ms to %+.0f ms "
+                      "of the fault)", what, victim, p, ms, (before - t_fault) * 1000, (after - t_fault) * 1000)
+
+    def verdict(self, flush_timeout_s):
+        """Stops the writer, reads the topic back from every node and checks
+        it.  Returns the problems found ([] when none)."""
+        w = self.w
+        left = w.stop(flush_timeout_s)
+        self.note("writer stopped: %s", w.summary())
+        problems = []
+        if w.fatal:
+            problems.append("the idempotent producer hit a fatal error: %s" % w.fatal)
+        if left:
+            problems.append("%d records were never reported delivered or failed" % left)
+        if w.failed and not w.fatal:
+            problems.append("%d records failed delivery (first: %r)" % (len(w.failed), w.failed[0]))
+        try:
+            log = read_back(",".join(n.bootstrap for n in self.c.nodes.values()), self.topic, range(PARTITIONS))
+        except AssertionError as e:
+            return problems + ["reading back: %s" % e]
+        for p in range(PARTITIONS):
+            acked = [a.offset for a in w.acks if a.partition == p]
+            self.note("partition %d: %d acknowledged (last offset %s), %d read back (last offset %s)", p,
+                      len(acked), max(acked) if acked else None, len(log[p]),
+                      log[p][-1].offset if log[p] else None)
+        problems += check(w.acks, log, run_id=w.run_id)
+        return problems
+
+    def fail(self, what, problems):
+        raise AssertionError("%s:\n  %s\nsteps:\n%s\n%s" % (what, "\n  ".join(problems), "\n".join(self.steps),
+                                                           self.c.logs(20)))
 
     # ---- the faults ------------------------------------------------------------------
     def kill_leader(self, partition):
@@ -195,33 +227,116 @@ def test_acknowledged_records_survive_faults(cluster, seed):
     sc = Scenario(c, topic, w, seed, rng)
     sc.note("seed %d plan %r", seed, plan)
     w.start()
+    problems = []
     try:
+        w.wait_acks(200, 20)
+        for fault, partition in plan:
+            getattr(sc, fault)(partition)
+            wait_isr_whole(c, topic, RECOVER_S)
+            sc.note("ISR whole again: %r", {p: (v["leader"], v["isr"]) for p, v in sc.states().items()})
+            w.wait_acks(100, RECOVER_S)
+    except AssertionError as e:
+        problems.append("during the faults: %s" % str(e).split("\n")[0])
+        sc.note("failed: %s", str(e).split("\n")[0])
+    problems += sc.verdict(60 if not problems else 10)
+    if not problems:
         try:
-            w.wait_acks(200, 20)
-            for fault, partition in plan:
-                getattr(sc, fault)(partition)
-                wait_isr_whole(c, topic, RECOVER_S)
-                sc.note("ISR whole again: %r", {p: (v["leader"], v["isr"]) for p, v in sc.states().items()})
-                w.wait_acks(100, RECOVER_S)
-        except Exception:
-            w.stop(flush_timeout_s=5)
-            raise
-        left = w.stop(flush_timeout_s=60)
-        sc.note("writer stopped: %s", w.summary())
-        assert w.fatal is None, "the idempotent producer hit a fatal error: %s" % w.fatal
-        assert left == 0, "%d records were never reported delivered or failed" % left
-        assert not w.failed, "%d records failed delivery (first: %r)" % (len(w.failed), w.failed[0])
-
-        log = read_back(",".join(n.bootstrap for n in c.nodes.values()), topic, range(PARTITIONS))
-        sc.note("read back %r records per partition", {p: len(r) for p, r in log.items()})
-        problems = check(w.acks, log, run_id=w.run_id)
-        assert not problems, "\n".join(problems)
-        extra = sum(len(r) for r in log.values()) - len(w.acks)
-        sc.note("%d acknowledged, %d more in the log (written, unacknowledged)", len(w.acks), extra)
-        wait_isr_whole(c, topic, RECOVER_S)
-    except Exception as e:
-        raise AssertionError("seed %d (rerun: TM_FAULT_SEED=%d), plan %r: %s\nsteps:\n%s\n%s"
-                             % (seed, seed, plan, e, "\n".join(sc.steps), c.logs(20))) from e
+            wait_isr_whole(c, topic, RECOVER_S)
+        except AssertionError as e:
+            problems.append(str(e).split("\n")[0])
+    if problems:
+        sc.fail("seed %d (rerun: TM_FAULT_SEED=%d), plan %r" % (seed, seed, plan), problems)
     print("\nseed %d plan %r: %s" % (seed, plan, w.summary()))
     for line in sc.steps:
         print("  " + line)
+
+
+# ---- a leader cut off from its peers (network namespace) ---------------------------
+@pytest.fixture
+def netcut():
+    why = netns_unavailable()
+    if why:
+        pytest.skip("network cuts need root, ip, iptables and cgroup2: %s" % why)
+    nc = NetCut(os.urandom(3).hex())
+    try:
+        nc.enter()
+    except Exception:
+        nc.leave()
+        raise
+    yield nc
+    nc.leave()
+
+
+def cut_cluster(nc):
+    """A three-node cluster inside the namespace, each node in a cgroup of
+    its own."""
+    c = Cluster(3, SETTINGS)
+    cgroups = {}
+    for n in c.nodes.values():
+        cg = nc.cgroup("n%d" % n.node_id)
+        cgroups[n.node_id] = cg
+        plain = n.command
+        n.command = lambda extra=None, plain=plain, cg=cg: nc.wrap(plain(extra), cg)
+    return c, cgroups
+
+
+@pytest.mark.parametrize("victim_role", ["controller", "broker"])
+def test_leader_cut_off_from_its_peers_loses_nothing(netcut, victim_role):
+    """The leader of a partition loses its links to the other two nodes
+    (iptables in a private namespace) while clients still reach it: it is
+    fenced, its partitions move, the writer follows them, and after the cut
+    heals it rejoins every ISR.  victim_role says whether the victim is
+    also the active controller (the metadata quorum then elects another) or
+    not."""
+    c, cgroups = cut_cluster(netcut)
+    try:
+        c.start()
+        topic = "cut-%s-%s" % (victim_role, os.urandom(3).hex())
+        create_replicated(c, topic, PARTITIONS, 3, config={"min.insync.replicas": "2"})
+        states = wait_isr_whole(c, topic, RECOVER_S)
+        ctrl = c.wait_leader(10)[0]
+        leaders = {s["leader"] for s in states.values()}
+        if victim_role == "controller":
+            victim = ctrl
+        else:
+            victim = min(nid for nid in leaders if nid != ctrl)
+        led = sorted(p for p, s in states.items() if s["leader"] == victim)
+        assert led, "broker %d leads none of %r" % (victim, states)
+
+        w = AckedWriter(",".join(n.bootstrap for n in c.nodes.values()), topic, PARTITIONS,
+                        run_id="cut-%s" % victim_role)
+        sc = Scenario(c, topic, w, 0, random.Random(0))
+        sc.note("cut broker %d (%s; leader of %r) off from its peers", victim, victim_role, led)
+        w.start()
+        problems = []
+        try:
+            w.wait_acks(200, 20)
+            v = c.node(victim)
+            peers = [n for n in c.nodes.values() if n.node_id != victim]
+            t = time.time()
+            netcut.cut(cgroups[victim], [v.port, v.cport], [(cgroups[n.node_id], [n.port, n.cport]) for n in peers])
+            after = sc.wait_led_elsewhere(victim, led)
+            sc.note("new leaders %r", {p: (after[p]["leader"], after[p]["leader_epoch"]) for p in led})
+            for p in led:
+                w.wait_acks(20, RECOVER_S, partition=p)
+            sc.measure("cut", victim, led, t)
+            time.sleep(1.0)
+            netcut.heal()
+            sc.note("healed after %.1f s", time.time() - t)
+            wait_isr_whole(c, topic, RECOVER_S)
+            sc.note("ISR whole again")
+            w.wait_acks(100, RECOVER_S)
+        except AssertionError as e:
+            problems.append("during the cut: %s" % str(e).split("\n")[0])
+            sc.note("failed: %s", str(e).split("\n")[0])
+            netcut.heal()
+        problems += sc.verdict(60 if not problems else 10)
+        if problems:
+            sc.fail("cut of broker %d (%s)" % (victim, victim_role), problems)
+        print("\ncut %s: %s" % (victim_role, w.summary()))
+        for line in sc.steps:
+            print("  " + line)
+    finally:
+        report = c.crash_report()
+        c.cleanup()
+    assert report is None, report
