@@ -229,6 +229,7 @@ struct replica_append {
 
 static void fetcher_settle(struct replica_fetcher *f)
 {
+	broker_kick_io(f->b); /* submit the appends (or the next fetch's reads) now, not at the next tick */
 	if (f->appends_pending > 0)
 		return;
 	f->inflight = false;
@@ -236,7 +237,6 @@ static void fetcher_settle(struct replica_fetcher *f)
 	int64_t now = tm_mono_ms();
 	if (now >= f->backoff_until_ms)
 		fetcher_send(f, now);
-	broker_kick_io(f->b);
 }
 
 static void replica_append_done(void *arg, int err)
