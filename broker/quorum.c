@@ -132,6 +132,7 @@ struct tm_quorum {
 	int snap_in_fd;              /* the ".part" being fetched, or -1 */
 	struct md_snapshot_id snap_in;
 	bool installing;             /* swapping the image: no applying */
+	int64_t apply_from;          /* where the read in flight for applying starts */
 	bool sync_pending;           /* a loaded image awaits partitions_sync */
 	bool snap_due;               /* the byte threshold passed: snapshot on the next tick */
 };
@@ -1457,8 +1458,11 @@ static void q_apply_done(void *arg, int err, uint8_t *data, size_t len)
 	struct tm_quorum *q = arg;
 	struct tm_broker *b = q->b;
 	q->applying = false;
-	if (q->stopping || q->installing) {
-		free(data); /* installing: the snapshot replaces what this read held */
+	if (q->stopping || q->installing || q->apply_from != q->applied) {
+		/* A snapshot was installed meanwhile: it replaces what this read held. */
+		free(data);
+		if (!q->stopping && !q->installing)
+			q_apply(q);
 		return;
 	}
 	if (err || !len) {
@@ -1501,8 +1505,10 @@ static void q_apply(struct tm_quorum *q)
 		limit = log_written_offset(q->mlog);
 	if (q->applying || q->applied >= limit || q->stopping || q->installing)
 		return;
-	if (log_read(q->mlog, q->applied, limit, Q_APPLY_CHUNK_BYTES, q_apply_done, q) == 0)
+	if (log_read(q->mlog, q->applied, limit, Q_APPLY_CHUNK_BYTES, q_apply_done, q) == 0) {
 		q->applying = true;
+		q->apply_from = q->applied;
+	}
 }
 
 /* ---- stepping the core ------------------------------------------------------------------ */
