@@ -2,7 +2,9 @@
  * log.c — one partition's log (see log.h and docs/storage.md).
  *
  * Write path.  log_append() validates, assigns offsets and a file position,
- * copies the batches and queues a `struct log_op` on the staged FIFO.  At
+ * copies the batches (log_append_inplace() rewrites and writes the caller's
+ * own bytes instead: a borrowed op buffer, never freed here) and queues a
+ * `struct log_op` on the staged FIFO.  At
  * most one write "chain" per log is in the ring at a time: the staged ops of
  * one segment (up to CHAIN_IOV_MAX buffers) become one writev, with an
  * fdatasync linked after it when any of them asked for a flush.  Because a
@@ -53,7 +55,8 @@
 struct log_op {
 	struct log_op *next;
 	struct segment *seg; /* referenced */
-	uint8_t *buf;        /* owned; NULL for answers and fsync-only ops */
+	uint8_t *buf;        /* NULL for answers and fsync-only ops */
+	bool borrowed;       /* buf is the caller's (log_append_inplace), not freed */
 	size_t len;
 	int64_t pos;
 	int64_t end_offset; /* LEO once this op is applied */
@@ -265,7 +268,8 @@ static int save_epochs(struct log *l)
 
 static void op_free(struct log_op *op)
 {
-	free(op->buf);
+	if (!op->borrowed)
+		free(op->buf);
 	seg_put(op->seg);
 	free(op);
 }
@@ -394,8 +398,8 @@ static void chain_done(void *arg, int64_t res)
 	log_kick(l);
 }
 
-static int enqueue(struct log *l, struct segment *seg, uint8_t *buf, size_t len, int64_t pos,
-		   bool fsync, log_append_cb cb, void *arg)
+static int enqueue_buf(struct log *l, struct segment *seg, uint8_t *buf, bool borrowed, size_t len,
+		       int64_t pos, bool fsync, log_append_cb cb, void *arg)
 {
 	struct log_op *op = calloc(1, sizeof(*op));
 	if (!op)
@@ -403,6 +407,7 @@ static int enqueue(struct log *l, struct segment *seg, uint8_t *buf, size_t len,
 	op->seg = seg;
 	seg->refs++;
 	op->buf = buf;
+	op->borrowed = borrowed;
 	op->len = len;
 	op->pos = pos;
 	op->end_offset = l->leo;
@@ -412,6 +417,12 @@ static int enqueue(struct log *l, struct segment *seg, uint8_t *buf, size_t len,
 	staged_push(l, op);
 	log_kick(l);
 	return 0;
+}
+
+static int enqueue(struct log *l, struct segment *seg, uint8_t *buf, size_t len, int64_t pos,
+		   bool fsync, log_append_cb cb, void *arg)
+{
+	return enqueue_buf(l, seg, buf, false, len, pos, fsync, cb, arg);
 }
 
 /* Waits until nothing of this log is staged or in the ring. */
@@ -669,9 +680,11 @@ static int answer_now(struct log *l, log_append_cb cb, void *arg)
 	return enqueue(l, active(l), NULL, 0, 0, false, cb, arg);
 }
 
-int log_append(struct log *l, const uint8_t *batches, size_t len, int32_t leader_epoch,
-	       int64_t log_append_time_ms, int64_t now_ms, struct log_append_result *res,
-	       log_append_cb cb, void *arg)
+/* log_append and log_append_inplace: with `inplace` the batches are
+ * rewritten and written where they are, else from a copy. */
+static int append_leader(struct log *l, const uint8_t *batches, size_t len, bool inplace,
+			 int32_t leader_epoch, int64_t log_append_time_ms, int64_t now_ms,
+			 struct log_append_result *res, log_append_cb cb, void *arg)
 {
 	if (!l || !batches || !res || !cb)
 		return -EINVAL;
@@ -725,10 +738,14 @@ int log_append(struct log *l, const uint8_t *batches, size_t len, int32_t leader
 			return err;
 	}
 
-	uint8_t *buf = malloc(len);
-	if (!buf)
-		return -ENOMEM;
-	memcpy(buf, batches, len);
+	uint8_t *buf;
+	if (inplace) {
+		buf = (uint8_t *)batches; /* the caller's, handed over as writable */
+	} else {
+		if (!(buf = malloc(len)))
+			return -ENOMEM;
+		memcpy(buf, batches, len);
+	}
 	struct segment *s = active(l);
 	int64_t seg_pos = s->size, msgs = 0;
 	res->base_offset = l->leo;
@@ -753,7 +770,8 @@ int log_append(struct log *l, const uint8_t *batches, size_t len, int32_t leader
 	}
 	s->size += (int64_t)len;
 	if (l->offline) {
-		free(buf);
+		if (!inplace)
+			free(buf);
 		return l->offline_err;
 	}
 	res->last_offset = l->leo - 1;
@@ -767,13 +785,30 @@ int log_append(struct log *l, const uint8_t *batches, size_t len, int32_t leader
 		l->unflushed_msgs = 0;
 		l->last_flush_ms = now_ms;
 	}
-	err = enqueue(l, s, buf, len, seg_pos, fsync, cb, arg);
+	err = enqueue_buf(l, s, buf, inplace, len, seg_pos, fsync, cb, arg);
 	if (err) {
-		free(buf);
+		if (!inplace)
+			free(buf);
 		go_offline(l, err, "queueing an append");
 		return err;
 	}
 	return 0;
+}
+
+int log_append(struct log *l, const uint8_t *batches, size_t len, int32_t leader_epoch,
+	       int64_t log_append_time_ms, int64_t now_ms, struct log_append_result *res,
+	       log_append_cb cb, void *arg)
+{
+	return append_leader(l, batches, len, false, leader_epoch, log_append_time_ms, now_ms, res, cb,
+			     arg);
+}
+
+int log_append_inplace(struct log *l, uint8_t *batches, size_t len, int32_t leader_epoch,
+		       int64_t log_append_time_ms, int64_t now_ms, struct log_append_result *res,
+		       log_append_cb cb, void *arg)
+{
+	return append_leader(l, batches, len, true, leader_epoch, log_append_time_ms, now_ms, res, cb,
+			     arg);
 }
 
 int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_t now_ms,

@@ -103,6 +103,16 @@ int log_append(struct log *l, const uint8_t *batches, size_t len, int32_t leader
 	       int64_t log_append_time_ms, int64_t now_ms, struct log_append_result *res,
 	       log_append_cb cb, void *arg);
 
+/* log_append without the copy, for a caller whose bytes outlive the append
+ * (a produce request's frame lives until its answer): the offsets, leader
+ * epoch and LogAppendTime (with the CRC) are set in `batches` itself, and the
+ * file is written from it, so the bytes must stay valid and untouched until
+ * cb has run.  Results, errors and callback exactly as log_append; when it
+ * returns -errno the bytes may already have been rewritten. */
+int log_append_inplace(struct log *l, uint8_t *batches, size_t len, int32_t leader_epoch,
+		       int64_t log_append_time_ms, int64_t now_ms, struct log_append_result *res,
+		       log_append_cb cb, void *arg);
+
 /* Follower/replica append: the batches keep the offsets and leader epochs
  * the leader gave them; the first must start at LEO and offsets must
  * increase.  Producer state and the epoch cache are updated, not checked.

@@ -616,6 +616,123 @@ START_TEST(test_log_truncate_from_another_logs_callback)
 }
 END_TEST
 
+struct inplace_app {
+	struct t_app a;
+	uint8_t *buf; /* the appended bytes, freed by the test once a.done */
+	size_t len;
+};
+
+/* log_append_inplace writes the caller's own bytes: they come back stamped
+ * (offsets, leader epoch, LogAppendTime, CRC), and a read returns exactly
+ * them; several appends from separate buffers are in flight at once, each
+ * buffer released by the caller only after its own callback. */
+START_TEST(test_log_append_inplace_writes_the_callers_stamped_bytes)
+{
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.segment_bytes = 2048; /* some appends roll a segment */
+	t_open(&t);
+	enum { N = 24 };
+	struct inplace_app ap[N];
+	int64_t expect_base = 0;
+	for (int i = 0; i < N; i++) {
+		struct tm_wbuf w;
+		wbuf_init(&w);
+		for (int k = 0; k < 1 + i % 3; k++) { /* one to three batches per append */
+			struct sth_batch_spec s = sth_spec(1 + (i + k) % 4, 1000 + i);
+			s.fill = (uint8_t)('a' + i);
+			sth_build_batch(&w, &s);
+		}
+		memset(&ap[i], 0, sizeof(ap[i]));
+		ap[i].buf = wbuf_steal(&w, &ap[i].len);
+		struct log_append_result res;
+		int64_t lat = i % 2 ? 5000 + i : -1;
+		int rc = log_append_inplace(t.l, ap[i].buf, ap[i].len, 3, lat, t.now, &res, t_app_cb, &ap[i].a);
+		ck_assert_msg(rc == 0, "append %d: %d", i, rc);
+		ck_assert_int_eq(res.kerr, TM_ERR_NONE);
+		ck_assert_int_eq(res.base_offset, expect_base);
+		/* stamped at once, in the caller's memory */
+		int64_t first, last;
+		ck_assert_int_eq(t_batches(ap[i].buf, ap[i].len, &first, &last), 1 + i % 3);
+		ck_assert_int_eq(first, expect_base);
+		ck_assert_int_eq(last, res.last_offset);
+		struct sbatch_hdr h;
+		ck_assert_int_eq(sbatch_parse(ap[i].buf, ap[i].len, &h), 0);
+		ck_assert_int_eq(h.leader_epoch, 3);
+		if (lat >= 0) {
+			ck_assert_int_eq(h.max_timestamp, lat);
+			ck_assert(h.attributes & SBATCH_ATTR_LOG_APPEND_TIME);
+		}
+		expect_base = res.last_offset + 1;
+	}
+	ck_assert_int_gt(log_segment_count(t.l), 1);
+	/* each buffer is released right after its own callback */
+	for (int i = 0; i < N; i++) {
+		ck_assert_msg(sth_run_until(t.io, &ap[i].a.done), "append %d: no callback", i);
+		ck_assert_int_eq(ap[i].a.err, 0);
+	}
+	/* the file holds the stamped bytes of every append, in order */
+	int64_t off = 0;
+	for (int i = 0; i < N; i++) {
+		struct t_read r;
+		t_read(&t, off, expect_base, ap[i].len, &r);
+		ck_assert_int_eq(r.err, 0);
+		ck_assert_msg(r.len == ap[i].len && memcmp(r.data, ap[i].buf, r.len) == 0,
+			      "append %d: read %zu bytes at offset %lld, appended %zu", i, r.len, (long long)off,
+			      ap[i].len);
+		int64_t first, last;
+		t_batches(r.data, r.len, &first, &last);
+		off = last + 1;
+		free(r.data);
+		free(ap[i].buf);
+	}
+	ck_assert_int_eq(off, expect_base);
+	t_close(&t);
+	t_open(&t); /* and after a reopen */
+	ck_assert_int_eq(t_read_all(&t, 0, 4096), expect_base);
+	t_teardown(&t);
+}
+END_TEST
+
+/* A duplicate from an idempotent producer is answered with the original
+ * offsets and leaves the caller's bytes as they were. */
+START_TEST(test_log_append_inplace_duplicate_leaves_bytes_alone)
+{
+	struct tctx t;
+	t_setup(&t);
+	t_open(&t);
+	t_append(&t, 2, 1);
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(3, 7);
+	s.producer_id = 77;
+	s.producer_epoch = 0;
+	s.base_seq = 0;
+	sth_build_batch(&w, &s);
+	uint8_t *orig = malloc(w.len);
+	ck_assert_ptr_nonnull(orig);
+	memcpy(orig, w.buf, w.len);
+	struct log_append_result res;
+	struct t_app a = { 0 };
+	ck_assert_int_eq(log_append_inplace(t.l, w.buf, w.len, 0, -1, t.now, &res, t_app_cb, &a), 0);
+	ck_assert(sth_run_until(t.io, &a.done));
+	ck_assert_int_eq(res.base_offset, 2);
+	memcpy(w.buf, orig, w.len); /* the producer retries the same batch */
+	struct t_app b = { 0 };
+	ck_assert_int_eq(log_append_inplace(t.l, w.buf, w.len, 0, -1, t.now, &res, t_app_cb, &b), 0);
+	ck_assert(sth_run_until(t.io, &b.done));
+	ck_assert_int_eq(b.err, 0);
+	ck_assert(res.duplicate);
+	ck_assert_int_eq(res.base_offset, 2);
+	ck_assert_int_eq(res.last_offset, 4);
+	ck_assert(memcmp(w.buf, orig, w.len) == 0);
+	ck_assert_int_eq(log_end_offset(t.l), 5);
+	free(orig);
+	wbuf_deinit(&w);
+	t_teardown(&t);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("storage");
@@ -639,6 +756,8 @@ int main(void)
 	tcase_add_test(tc, test_log_replica_append_keeps_leader_offsets);
 	tcase_add_test(tc, test_log_flush_policy_moves_the_recovery_point);
 	tcase_add_test(tc, test_log_truncate_from_another_logs_callback);
+	tcase_add_test(tc, test_log_append_inplace_writes_the_callers_stamped_bytes);
+	tcase_add_test(tc, test_log_append_inplace_duplicate_leaves_bytes_alone);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

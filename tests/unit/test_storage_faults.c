@@ -373,12 +373,45 @@ START_TEST(test_full_submission_queue_queues_in_memory)
 }
 END_TEST
 
+/* An in-place append that fails: the callback gets the errno, and the
+ * caller's buffer stays the caller's (the log never frees it). */
+START_TEST(test_write_eio_fails_inplace_append_buffer_stays_callers)
+{
+	struct tctx t;
+	t_setup(&t);
+	t_open(&t);
+	struct fault f = { .op = IO_OP_WRITE, .res = -EIO, .count = -1 };
+	io_set_fault(t.io, fault_fn, &f);
+	struct tm_wbuf w, w2;
+	wbuf_init(&w);
+	wbuf_init(&w2);
+	struct sth_batch_spec s = sth_spec(2, 2);
+	sth_build_batch(&w, &s);
+	sth_build_batch(&w2, &s);
+	struct log_append_result res;
+	struct t_app a = { 0 }, b = { 0 };
+	ck_assert_int_eq(log_append_inplace(t.l, w.buf, w.len, 0, -1, t.now, &res, t_app_cb, &a), 0);
+	ck_assert_int_eq(log_append_inplace(t.l, w2.buf, w2.len, 0, -1, t.now, &res, t_app_cb, &b), 0);
+	ck_assert(sth_run_until(t.io, &a.done));
+	ck_assert(sth_run_until(t.io, &b.done));
+	ck_assert_int_eq(a.err, -EIO);
+	ck_assert_int_eq(b.err, -EIO);
+	ck_assert(log_dir_offline(t.l));
+	ck_assert_int_eq(log_append_inplace(t.l, w.buf, w.len, 0, -1, t.now, &res, t_app_cb, &a), -EIO);
+	wbuf_deinit(&w); /* under ASan: a double free if the log had freed them */
+	wbuf_deinit(&w2);
+	io_set_fault(t.io, NULL, NULL);
+	t_teardown(&t);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("storage_faults");
 	TCase *tc = tcase_create("faults");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_write_eio_fails_append_and_takes_log_offline);
+	tcase_add_test(tc, test_write_eio_fails_inplace_append_buffer_stays_callers);
 	tcase_add_test(tc, test_write_enospc_fails_append_and_takes_log_offline);
 	tcase_add_test(tc, test_fsync_eio_fails_flushed_append);
 	tcase_add_test(tc, test_queued_appends_fail_with_the_error);
