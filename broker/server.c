@@ -7,9 +7,10 @@
  * with a log line before any byte of the body is buffered.  Requests on one
  * connection are dispatched in arrival order and answered in that order:
  * each gets a slot in conn->queue, and only the done prefix of the queue is
- * written.  At most CONN_INFLIGHT_MAX requests per connection are in progress;
- * beyond that the connection stops reading (TCP pushes back on the client),
- * as does an output buffer above CONN_OUTPUT_HIGH_BYTES.
+ * written.  At most CONN_INFLIGHT_MAX requests per connection are in progress,
+ * and while their frames add up to CONN_INFLIGHT_BYTES_MAX or more no further
+ * one is started; beyond that the connection stops reading (TCP pushes back
+ * on the client), as does an output buffer above CONN_OUTPUT_HIGH_BYTES.
  *
  * Buffers: a frame is copied once out of the input evbuffer into its own
  * allocation (the request's decoded fields point into it); a response body
@@ -44,6 +45,11 @@
 
 #define CONN_INFLIGHT_MAX 32
 #define CONN_OUTPUT_HIGH_BYTES (8u << 20)
+/* Frame bytes of one connection's requests in progress above which it stops
+ * reading: each in-flight produce holds its frame and the log's copy, so
+ * this bounds a producer's share of the broker's memory (32 requests of
+ * 1 MiB were 70 MiB of RSS). */
+#define CONN_INFLIGHT_BYTES_MAX ((size_t)16 << 20)
 /* Response bodies from this size on are handed to the output evbuffer by
  * reference instead of copied. */
 #define CONN_BODY_REF_MIN_BYTES 4096
@@ -58,6 +64,7 @@ struct tm_conn {
 	const struct tm_listener *listener;
 	struct tm_req *head, *tail;   /* in-order queue of requests */
 	int inflight;
+	size_t inflight_bytes;        /* frame bytes of the requests in the queue */
 	int busy;                     /* >0 while conn_read_cb runs: frees are deferred */
 	bool closing;                 /* close once the queue's output is written */
 	bool dead;                    /* free as soon as not busy */
@@ -115,10 +122,18 @@ static void conn_kill(struct tm_conn *c, const char *why)
 		conn_free(c);
 }
 
+/* Room for one more request: fewer than CONN_INFLIGHT_MAX in progress and
+ * their frames under CONN_INFLIGHT_BYTES_MAX (one request always fits). */
+static bool conn_may_take(const struct tm_conn *c)
+{
+	return c->inflight < CONN_INFLIGHT_MAX &&
+	       (c->inflight == 0 || c->inflight_bytes < CONN_INFLIGHT_BYTES_MAX);
+}
+
 static void conn_update_reading(struct tm_conn *c)
 {
 	size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
-	bool pause = c->inflight >= CONN_INFLIGHT_MAX || out > CONN_OUTPUT_HIGH_BYTES || c->closing;
+	bool pause = !conn_may_take(c) || out > CONN_OUTPUT_HIGH_BYTES || c->closing;
 	if (pause && !c->read_paused) {
 		bufferevent_disable(c->bev, EV_READ);
 		c->read_paused = true;
@@ -164,6 +179,7 @@ static void conn_flush_queue(struct tm_conn *c)
 		if (!c->head)
 			c->tail = NULL;
 		c->inflight--;
+		c->inflight_bytes -= r->frame_len;
 		if (!r->no_response) {
 			struct tm_wbuf hdr;
 			wbuf_init(&hdr);
@@ -244,7 +260,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	struct tm_broker *b = c->b;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	c->busy++;
-	while (!c->closing && !c->dead && c->inflight < CONN_INFLIGHT_MAX) {
+	while (!c->closing && !c->dead && conn_may_take(c)) {
 		uint8_t lenb[4];
 		if (evbuffer_copyout(in, lenb, 4) < 4)
 			break;
@@ -288,6 +304,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 			c->head = r;
 		c->tail = r;
 		c->inflight++;
+		c->inflight_bytes += r->frame_len;
 		if (dispatch_request(r)) {
 			/* dispatch logged why; answer nothing and close after earlier responses. */
 			c->closing = true;
