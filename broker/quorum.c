@@ -370,8 +370,9 @@ static void q_snap_finish_parts(struct tm_quorum *q)
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL && n < Q_SNAPSHOTS_MAX) {
 		size_t l = strlen(e->d_name);
-		if (l > 5 && l < sizeof(names[0]) && !strcmp(e->d_name + l - 5, ".part") && strstr(e->d_name, MD_SNAPSHOT_SUFFIX))
-			snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
+		if (l > 5 && l < sizeof(names[0]) && !strcmp(e->d_name + l - 5, ".part") &&
+		    strstr(e->d_name, MD_SNAPSHOT_SUFFIX))
+			memcpy(names[n++], e->d_name, l + 1);
 	}
 	closedir(d);
 	for (int i = 0; i < n; i++) {
