@@ -18,7 +18,11 @@
 #      restarted node catches up;
 #   5. `compose down` + `up` recreates the containers, and the records are
 #      still there (named volumes); nodes stopped with SIGTERM exit 0;
-#   6. `compose down -v` leaves no container or volume behind.
+#   6. `compose down -v` leaves no container or volume behind;
+#   7. the Kubernetes StatefulSet's three pods, run as Podman containers
+#      with the manifest's environment, hostnames, DNS names and security
+#      context (tests/deploy/statefulset.sh), all become ready, and Metadata
+#      lists them at their headless-Service DNS names.
 #
 # Without a registry: the Debian base image is made with debootstrap and
 # `podman import` (tests/deploy/base-image.sh; cached, so reruns skip it).
@@ -28,7 +32,8 @@
 # Environment:
 #   TM_DEPLOY_SRC=worktree|head  build from the working tree (default) or
 #                                from the last commit (git archive HEAD)
-#   TM_DEPLOY_PORT=39092         first of three host ports for the nodes
+#   TM_DEPLOY_PORT=39092         first of three host ports for the nodes (the
+#                                StatefulSet check uses the fourth)
 #   TM_DEPLOY_PROJECT=tmdeploy   compose project name
 #   TM_DEPLOY_KEEP=1             leave the cluster running at the end
 #   TM_CACHE                     cache folder (default ~/.cache/tidemark)
@@ -432,6 +437,20 @@ if [ -z "${TM_DEPLOY_KEEP:-}" ]; then
 	else
 		bad "down -v: $left containers and $vols volumes of project $PROJECT left"
 	fi
+fi
+
+# ---- 8. the Kubernetes StatefulSet's pods, run by Podman -----------------------
+log "the StatefulSet's pods as containers (tests/deploy/statefulset.sh)"
+sh "$ROOT/tests/deploy/statefulset.sh" "$IMAGE" $((P1 + 3)) > "$LOGDIR/statefulset.sh.log" 2>&1
+sed '$d' "$LOGDIR/statefulset.sh.log" | sed 's/^\(ok  \|FAIL\) /\1 statefulset: /'
+line=$(tail -1 "$LOGDIR/statefulset.sh.log")
+sp=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
+sf=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+if [ -n "$sp" ] && [ -n "$sf" ]; then
+	passed=$((passed + sp))
+	failed=$((failed + sf))
+else
+	bad "statefulset.sh ended without a summary (see $LOGDIR/statefulset.sh.log)"
 fi
 log "done"
 finish
