@@ -92,6 +92,7 @@ struct tm_broker {
 	int64_t registered_epoch;   /* broker epoch of this process's registration, -1 before */
 	bool registering_remote;
 	bool heartbeat_inflight;
+	int32_t heartbeat_leader;   /* the controller the heartbeat in flight went to */
 	int64_t last_heartbeat_ms;
 	int64_t pid_next, pid_end;  /* this node's current producer-id block */
 	struct fetch_op *fetch_ops;  /* fetches waiting for data (api_fetch.c) */

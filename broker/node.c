@@ -325,11 +325,20 @@ static void node_heartbeat(struct tm_broker *b, int64_t now_ms)
 {
 	/* A controlled shutdown asks often: the node waits for the answer. */
 	int64_t interval_ms = shutdown_wanted(b) ? 100 : b->cfg.broker_heartbeat_interval_ms;
-	if (b->heartbeat_inflight || now_ms - b->last_heartbeat_ms < interval_ms)
+	/* A heartbeat still out to a controller that is no longer the leader
+	 * (frozen, dead) must not hold back the one to its successor: the lease
+	 * would lapse while it times out. */
+	bool stale = b->heartbeat_inflight && b->heartbeat_leader != quorum_leader_id(b);
+	if ((b->heartbeat_inflight && !stale) || (!stale && now_ms - b->last_heartbeat_ms < interval_ms))
 		return;
 	struct tm_peer *leader = quorum_leader_peer(b);
 	if (!leader)
 		return;
+	int timeout_ms = b->cfg.broker_session_timeout_ms / 2;
+	if (timeout_ms > 5000)
+		timeout_ms = 5000;
+	if (timeout_ms < 200)
+		timeout_ms = 200;
 	struct kafka_broker_heartbeat_request r;
 	kafka_broker_heartbeat_request_init(&r);
 	r.broker_id = b->cfg.node_id;
@@ -340,8 +349,9 @@ static void node_heartbeat(struct tm_broker *b, int64_t now_ms)
 	struct tm_wbuf w;
 	wbuf_init(&w);
 	kafka_broker_heartbeat_request_encode(&w, 1, &r);
-	if (!peer_send(leader, KAFKA_API_BROKER_HEARTBEAT, 1, &w, 5000, node_heartbeat_done, b)) {
+	if (!peer_send(leader, KAFKA_API_BROKER_HEARTBEAT, 1, &w, timeout_ms, node_heartbeat_done, b)) {
 		b->heartbeat_inflight = true;
+		b->heartbeat_leader = peer_node_id(leader);
 		b->last_heartbeat_ms = now_ms;
 	}
 	wbuf_deinit(&w);
