@@ -574,6 +574,7 @@ def metadata_log_batches(node):
 
 # ---- partition replication (issue 5) --------------------------------------------
 ERR_NOT_LEADER_OR_FOLLOWER = 6
+ERR_REQUEST_TIMED_OUT = 7
 ERR_NOT_ENOUGH_REPLICAS = 19
 ERR_FENCED_LEADER_EPOCH = 74
 ERR_UNKNOWN_LEADER_EPOCH = 75

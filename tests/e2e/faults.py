@@ -269,6 +269,11 @@ def _watermarks(consumer, topic, partition, timeout_s):
     raise AssertionError("ListOffsets %s-%d: no answer within %ss (last: %s)" % (topic, partition, timeout_s, last))
 
 
+def utc(t):
+    """time.time() as the broker logs print it (UTC, milliseconds)."""
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)
+
+
 def check(acks, log, run_id=None):
     """Compares acknowledgements with the records read back.  acks: [Ack]
     in arrival order; log: {partition: [Rec]} from read_back.  Returns a
@@ -290,7 +295,8 @@ def check(acks, log, run_id=None):
         got = at.get((a.partition, a.offset))
         if got != a.value:
             (moved if got is not None else lost).append(
-                "p%d@%d %r (log has %r)" % (a.partition, a.offset, a.value[:20], got and got[:20]))
+                "p%d@%d %r acknowledged at %s (log has %r)" % (a.partition, a.offset, a.value[:24], utc(a.t),
+                                                              got and got[:24]))
     report("acknowledged records missing from the log", lost)
     report("acknowledged offsets holding another record", moved)
 
@@ -299,10 +305,10 @@ def check(acks, log, run_id=None):
         seen = {}
         for r in recs:
             if r.value in seen:
-                dups.append("p%d %r at %d and %d" % (p, r.value[:20], seen[r.value], r.offset))
+                dups.append("p%d %r at %d and %d" % (p, r.value[:24], seen[r.value], r.offset))
             seen[r.value] = r.offset
             if run_id is not None and not r.value.startswith(run_id + b":"):
-                alien.append("p%d@%d %r" % (p, r.offset, r.value[:20]))
+                alien.append("p%d@%d %r" % (p, r.offset, r.value[:24]))
         for prev, cur in zip(recs, recs[1:]):
             if cur.offset != prev.offset + 1:
                 holes.append("p%d: %d then %d" % (p, prev.offset, cur.offset))

@@ -34,7 +34,7 @@ import pytest
 
 from cluster import Cluster, create_replicated, describe_quorum, partition_states, wait_isr_whole, wait_partitions
 from conftest import TARGET
-from faults import AckedWriter, NetCut, check, netns_unavailable, read_back
+from faults import AckedWriter, NetCut, check, netns_unavailable, read_back, utc
 
 pytestmark = pytest.mark.skipif(TARGET != "tidemark", reason="multi-node fault tests run against Tidemark only")
 
@@ -84,7 +84,7 @@ class Scenario:
         self.windows = []
 
     def note(self, fmt, *args):
-        line = "%8.3f %s" % (time.time() % 1000, fmt % args)
+        line = "%s %s" % (utc(time.time()), fmt % args)
         self.steps.append(line)
 
     def states(self, nodes=None):

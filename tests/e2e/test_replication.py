@@ -22,7 +22,7 @@ import pytest
 
 import rawkafka
 from cluster import (ERR_FENCED_LEADER_EPOCH, ERR_NOT_ENOUGH_REPLICAS, ERR_NOT_LEADER_OR_FOLLOWER,
-                     ERR_UNKNOWN_LEADER_EPOCH, Cluster, create_replicated, create_topic, fetch_v11, isr_whole,
+                     ERR_REQUEST_TIMED_OUT, ERR_UNKNOWN_LEADER_EPOCH, Cluster, create_replicated, create_topic, fetch_v11, isr_whole,
                      partition_states, produce_raw, wait_isr_whole, wait_leader_moved, wait_partitions)
 from conftest import TARGET
 from tmhelp import QUIET, consume, kafka_tool, produce, unique_topic, watermarks
@@ -392,3 +392,45 @@ def test_consumers_never_read_above_the_high_watermark(make_cluster):
         time.sleep(0.2)
     got = consume(bootstrap(c), topic, [0], 15, timeout=20)
     assert [r["value"] for r in got[10:]] == [b"above-hw-%d" % i for i in range(5)]
+
+
+# ---- 6. idempotent retries and acks=all ------------------------------------------------------
+def test_acks_all_retry_of_an_appended_batch_still_waits_for_the_isr(make_cluster):
+    """An idempotent producer's acks=all batch times out while both
+    followers are paused (they stay in the ISR: long lag and session
+    bounds), so the leader holds it above the high watermark.  Its retry
+    (same producer id and sequence) is a duplicate, but still not on every
+    ISR member: Kafka answers REQUEST_TIMED_OUT again, never success; once
+    the followers resume, the retry succeeds at the first attempt's offset
+    and the record is in the log once."""
+    c = make_cluster({"replica.lag.time.max.ms": "60000", "broker.session.timeout.ms": "60000"})
+    topic = unique_topic("repl-dup")
+    states = create_rf3(c, topic, 1)
+    wait_isr_whole(c, topic, ISR_WAIT_S)
+    leader = c.node(states[0]["leader"])
+    followers = [c.node(nid) for nid in states[0]["replicas"] if nid != leader.node_id]
+    with rawkafka.Conn(leader.host, leader.port, timeout=30) as conn:
+        err, pid, epoch = rawkafka.init_producer_id_v1(conn)
+        assert err == 0, "InitProducerId: error %d" % err
+        first = rawkafka.record_batch([(None, b"seq-0", [])], producer_id=pid, producer_epoch=epoch, base_sequence=0)
+        assert rawkafka.produce_v7(conn, topic, 0, first, acks=-1, timeout_ms=10000) == (0, 0)
+
+        for f in followers:
+            f.sigstop()
+        second = rawkafka.record_batch([(None, b"seq-1", [])], producer_id=pid, producer_epoch=epoch,
+                                       base_sequence=1)
+        got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=1500)
+        assert got == (ERR_REQUEST_TIMED_OUT, -1), (
+            "acks=all with both ISR followers paused: %r, want REQUEST_TIMED_OUT" % (got,))
+        got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=1500)
+        err, hw, _ = fetch_v11(leader, topic, 0, 0)
+        assert got[0] == ERR_REQUEST_TIMED_OUT, (
+            "the retry of a batch the ISR does not hold was answered %r (high watermark %d): an "
+            "acknowledgement for a record a new leader may not have" % (got, hw))
+
+        for f in followers:
+            f.sigcont()
+        got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=10000)
+        assert got == (0, 1), "the retry once the followers resumed: %r" % (got,)
+    got = read_values(bootstrap(c), topic, 0, 2)
+    assert got == [(0, b"seq-0"), (1, b"seq-1")], got
