@@ -434,3 +434,31 @@ def test_acks_all_retry_of_an_appended_batch_still_waits_for_the_isr(make_cluste
         assert got == (0, 1), "the retry once the followers resumed: %r" % (got,)
     got = read_values(bootstrap(c), topic, 0, 2)
     assert got == [(0, b"seq-0"), (1, b"seq-1")], got
+
+
+# ---- 7. leadership moving with no writes in between ------------------------------------------
+def test_replicas_rejoin_after_two_failovers_without_writes(make_cluster):
+    """Leadership moves twice (kill -9 of the leader, then of the next one)
+    while nobody produces, so the later leader epochs hold no records.
+    Each killed broker, restarted, holds exactly the records of epoch 0 and
+    must be seen as caught up (nothing diverges) and rejoin the ISR."""
+    c = make_cluster()
+    topic = unique_topic("repl-quiet")
+    create_rf3(c, topic, 1)
+    wait_isr_whole(c, topic, ISR_WAIT_S)
+    want = produce_all(c, topic, [0], 10, "quiet")[0]
+    for _ in range(2):
+        s = wait_isr_whole(c, topic, ISR_WAIT_S)[0]
+        victim = c.node(s["leader"])
+        victim.kill9()
+        moved = wait_leader_moved(c, topic, 0, victim.node_id, 20,
+                                  [n for n in c.nodes.values() if n.node_id != victim.node_id])
+        assert moved["leader_epoch"] > s["leader_epoch"], (s, moved)
+        victim.start()
+    wait_isr_whole(c, topic, ISR_WAIT_S)
+    for n in c.nodes.values():
+        text = n.log_text()
+        loops = text.count("truncating from 10 to 10")
+        assert loops < 5, "node %d truncated its log to its own end %d times:\n%s" % (
+            n.node_id, loops, "\n".join(line for line in text.splitlines() if "truncating" in line)[-1500:])
+    assert [v for _, v in read_values(bootstrap(c), topic, 0, 10)] == want
