@@ -219,6 +219,31 @@ def test_snapshots_written_and_a_lagging_node_catches_up_through_one(make_cluste
     c.wait_agree(30, check=lambda v: all(t in v for t in first + second + third))
 
 
+def test_killed_leader_comes_back_through_the_new_leaders_snapshot(make_cluster):
+    c = make_cluster(3, SNAPSHOT_SETTINGS)
+    leader_id, epoch = c.wait_leader(10)
+    old = c.node(leader_id)
+    first = create_many(old, "snap-l", 10)
+    c.wait_agree(20, check=lambda v: all(t in v for t in first))
+    behind = describe_quorum(old)["voters"][leader_id]
+    old.kill9()
+    new_id, new_epoch = c.wait_leader(20, not_id=leader_id, min_epoch=epoch + 1)
+    new = c.node(new_id)
+    survivors = [n for n in c.nodes.values() if n is not old]
+    second = create_many(new, "snap-m", 40, rf=2)
+    c.wait_agree(20, survivors, check=lambda v: all(t in v for t in second))
+    end, snap_epoch, _ = wait_checkpoint(new, 20, above=behind)
+    assert snap_epoch == new_epoch, (end, snap_epoch, new_epoch)
+
+    old.start()
+    old.wait_serving(40, brokers=[1, 2, 3])
+    c.wait_agree(30, check=lambda v: all(t in v for t in first + second))
+    log = old.log_text().split("==== start #")[-1]
+    assert re.search(r"installed metadata snapshot \S+-%010d\.checkpoint from node %d" % (new_epoch, new_id), log), \
+        old.log_tail(60)
+    assert c.wait_leader(10)[0] == new_id
+
+
 def test_corrupt_snapshot_stops_start_up_naming_the_file(make_cluster):
     c = make_cluster(3, SNAPSHOT_SETTINGS)
     leader_id, _ = c.wait_leader(10)
