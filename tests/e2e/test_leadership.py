@@ -250,8 +250,9 @@ def test_election_errors_for_unknown_partitions_and_leaders_in_place(make_cluste
 
 
 def test_unclean_election_picks_live_replica_outside_isr(make_cluster):
-    # b leaves the ISR while paused (lag 2 s), a dies for good; b comes back
-    # out of sync, so only an unclean election gives the partition a leader.
+    # b leaves the ISR while paused (lag 2 s), a dies for good while b is
+    # still paused; b comes back out of sync, so only an unclean election
+    # gives the partition a leader.
     c = make_cluster({"replica.lag.time.max.ms": "2000", "broker.session.timeout.ms": "8000"})
     topic = unique_topic("elect-unclean")
     create_replicated(c, topic, 1, 2)
@@ -262,9 +263,10 @@ def test_unclean_election_picks_live_replica_outside_isr(make_cluster):
     try:
         wait_partitions(c, topic, WAIT_S, lambda s: s[0]["isr"] == [a], "ISR shrunk to the leader %d" % a,
                         nodes=[n for n in c.running() if n.node_id != b])
+        # Killed before b resumes, so b cannot catch up and rejoin the ISR.
+        c.node(a).kill9()
     finally:
         c.node(b).sigcont()
-    c.node(a).kill9()
     state = wait_partitions(c, topic, WAIT_S, lambda s: s[0]["leader"] == -1,
                             "partition 0 without a leader once %d is fenced" % a)[0]
     assert state["isr"] == [a], state
