@@ -3,8 +3,9 @@
 # Tidemark container image, runs deploy/compose/compose.yaml's three-node
 # cluster with podman-compose, and checks with kcat what a user would:
 #
-#   1. the entrypoint's derivations and the Kubernetes manifests
-#      (test_entrypoint.sh, check-k8s.sh; no containers needed);
+#   1. the entrypoint's derivations, the Kubernetes manifests, and the
+#      compose file as docker compose's loader reads it (test_entrypoint.sh,
+#      check-k8s.sh, check-compose.sh; no containers needed);
 #   2. every node answers Metadata listing all three brokers at the
 #      addresses published on the host, and /readyz (the compose healthcheck)
 #      says ready;
@@ -106,7 +107,7 @@ if [ ! -e /etc/containers/containers.conf ]; then
 fi
 
 # ---- 1. checks without containers ----------------------------------------------
-for t in test_entrypoint.sh check-k8s.sh; do
+for t in test_entrypoint.sh check-k8s.sh check-compose.sh; do
 	sh "$ROOT/tests/deploy/$t" > "$LOGDIR/$t.log" 2>&1
 	line=$(tail -1 "$LOGDIR/$t.log")
 	if echo "$line" | grep -q ' 0 failed'; then
