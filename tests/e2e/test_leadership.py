@@ -410,6 +410,12 @@ def test_reassign_refuses_unknown_broker(make_cluster, tmp_path):
     out = p.stdout + p.stderr
     assert re.search(r"[Bb]roker.* 9", out), out
     assert partition_states(c.node(1), topic)[0]["replicas"] != [1, 9]
+    # AlterPartitionReassignments v1 with allow_replication_factor_change=false.
+    plan = {"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [1, 2, 3]}]}
+    p = reassign(c, tmp_path, "--execute", plan, "--disallow-replication-factor-change", check=False)
+    assert p.returncode != 0, p.stdout
+    assert "%s-0: The replication factor is changed from 2 to 3" % topic in p.stdout + p.stderr, p.stdout + p.stderr
+    assert len(partition_states(c.node(1), topic)[0]["replicas"]) == 2
 
 
 def test_reassignment_in_progress_is_listed_and_can_be_cancelled(make_cluster, tmp_path):
