@@ -442,6 +442,9 @@ def test_reassignment_in_progress_is_listed_and_can_be_cancelled(make_cluster, t
                        "--list", timeout=90)
         assert "%s-0: replicas: %s. adding: %d. removing: %d." % (
             topic, ",".join(map(str, [old[0], spare, old[1]])), spare, old[1]) in p.stdout, p.stdout
+        p = kafka_tool("kafka-topics", "--bootstrap-server", ",".join(n.bootstrap for n in others), "--describe",
+                       "--topic", topic, timeout=90)
+        assert "Adding Replicas: %d" % spare in p.stdout and "Removing Replicas: %d" % old[1] in p.stdout, p.stdout
         p = reassign(c, tmp_path, "--cancel", plan, "--preserve-throttles")
         assert "Successfully cancelled partition reassignment" in p.stdout, p.stdout + p.stderr
         state = wait_partitions(c, topic, WAIT_S, lambda s: sorted(s[0]["replicas"]) == sorted(old),
