@@ -7,7 +7,9 @@
 #      its headless-Service DNS name;
 #   3. `kubectl apply --dry-run=client --validate=false -f deploy/k8s/`, with
 #      tests/deploy/kube_stub.py on 127.0.0.1 answering kubectl's discovery
-#      questions (skipped when kubectl is not installed).
+#      questions (skipped when kubectl is not installed);
+#   4. kubernetes-validate --strict (from PyPI, in a venv under $TM_CACHE)
+#      against the oldest and newest Kubernetes API schemas it carries.
 # Prints "N passed, N failed"; exits 1 on any failure.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -119,6 +121,27 @@ KEOF
 	fi
 else
 	echo "skip kubectl apply --dry-run=client (kubectl not installed)"
+fi
+
+# 4. schema validation: kubernetes-validate (PyPI) carries the API schemas of
+# each Kubernetes release; --strict also refuses fields a release does not have.
+KV_VENV=${TM_CACHE:-$HOME/.cache/tidemark}/venv-k8s-validate
+if [ ! -x "$KV_VENV/bin/kubernetes-validate" ]; then
+	{ python3 -m venv "$KV_VENV" || /usr/bin/python3 -m venv "$KV_VENV"; } > "$tmp/venv.out" 2>&1 &&
+		"$KV_VENV/bin/pip" install -q kubernetes-validate >> "$tmp/venv.out" 2>&1 ||
+		{ cat "$tmp/venv.out"; bad "install kubernetes-validate from PyPI into $KV_VENV"; }
+fi
+if [ -x "$KV_VENV/bin/kubernetes-validate" ]; then
+	versions=$(ls "$("$KV_VENV/bin/python" -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')/kubernetes-json-schema" |
+		sed -n 's/^v\([0-9.]*\)-local-strict$/\1/p' | sort -t. -k1,1n -k2,2n | sed -n '1p;$p')
+	for v in $versions; do
+		if "$KV_VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "$K8S"/*.yaml > "$tmp/kv.out" 2>&1; then
+			ok "kubernetes-validate --strict: every object fits Kubernetes $v's API schema"
+		else
+			cat "$tmp/kv.out"
+			bad "kubernetes-validate --strict: every object fits Kubernetes $v's API schema"
+		fi
+	done
 fi
 
 echo "$passed passed, $failed failed"
