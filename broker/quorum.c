@@ -1739,7 +1739,9 @@ void api_fetch_snapshot(struct tm_req *req)
 	memset(&m, 0, sizeof(m));
 	m.type = RAFT_MSG_FETCH_SNAPSHOT_REQ;
 	m.from = in.replica_id;
-	m.cluster_id = req->b->cluster_id;
+	char cid[64];
+	q_cluster_id(cid, in.cluster_id); /* a snapshot goes only to this cluster's nodes */
+	m.cluster_id = cid;
 	m.u.snap_req.replica_id = in.replica_id;
 	m.u.snap_req.current_leader_epoch = p->current_leader_epoch;
 	m.u.snap_req.snapshot_offset = p->snapshot_id.end_offset;
