@@ -253,17 +253,8 @@ static void rebalance_run(struct tm_broker *b, void *arg)
 				continue;
 			const struct md_topic *mt = b->md.topics.slots[ti].value;
 			for (int32_t pi = 0; pi < mt->n_partitions && !rc && *n < ELECT_REBALANCE_MAX; pi++) {
-				const struct md_partition *p = &mt->parts[pi];
-				if (p->n_replicas == 0 || reassign_ongoing(p))
-					continue;
-				bool want = false;
-				for (int i = 0; i < b->md.n_brokers; i++)
-					if (b->md.brokers[i].id == p->replicas[0])
-						want = imbalanced[i];
 				struct elect_change c;
-				/* Only a move to the preferred replica itself balances. */
-				if (!want || elect_leader(&b->md, p, ELECT_PREFERRED, &c) != TM_ERR_NONE ||
-				    c.leader != p->replicas[0])
+				if (!elect_rebalance(&b->md, &mt->parts[pi], imbalanced, &c))
 					continue;
 				rc = elect_add(&t, mt, pi, &c);
 				(*n)++;

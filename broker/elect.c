@@ -226,6 +226,24 @@ int elect_imbalanced_brokers(const struct md_image *img, int pct, bool imbalance
 	return n;
 }
 
+bool elect_rebalance(const struct md_image *img, const struct md_partition *p, const bool imbalanced[MD_BROKERS_MAX],
+		     struct elect_change *out)
+{
+	elect_change_init(out);
+	if (p->n_replicas == 0 || reassign_ongoing(p))
+		return false;
+	bool want = false;
+	for (int i = 0; i < img->n_brokers; i++)
+		if (img->brokers[i].id == p->replicas[0])
+			want = imbalanced[i];
+	/* Only a move to the preferred replica itself balances. */
+	if (!want || elect_leader(img, p, ELECT_PREFERRED, out) != TM_ERR_NONE || out->leader != p->replicas[0]) {
+		elect_change_init(out);
+		return false;
+	}
+	return true;
+}
+
 /* ---- reassignment ---- */
 
 bool reassign_ongoing(const struct md_partition *p)

@@ -77,6 +77,11 @@ bool elect_leads_any(const struct md_image *img, int32_t id);
  * img->brokers) each broker whose share of partitions it is preferred
  * leader of but does not lead exceeds pct percent.  Returns how many. */
 int elect_imbalanced_brokers(const struct md_image *img, int pct, bool imbalanced[MD_BROKERS_MAX]);
+/* Whether the balance moves p's leadership back to its preferred replica:
+ * that broker is marked in imbalanced[], active and in the ISR, and p is
+ * not being reassigned.  The change in *out. */
+bool elect_rebalance(const struct md_image *img, const struct md_partition *p, const bool imbalanced[MD_BROKERS_MAX],
+		     struct elect_change *out);
 
 /* ---- reassignment (KIP-455) ---- */
 bool reassign_ongoing(const struct md_partition *p);

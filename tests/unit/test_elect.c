@@ -247,6 +247,32 @@ START_TEST(test_imbalance_ratio_per_preferred_broker)
 }
 END_TEST
 
+START_TEST(test_rebalance_only_to_an_in_sync_active_preferred_replica)
+{
+	static const int32_t T234[] = { 2, 3, 4 };
+	add_partition(0, R123, 3, R123, 3, 2);    /* moves back to 1 */
+	add_partition(1, R123, 3, R23, 2, 2);     /* 1 out of the ISR */
+	add_partition(2, R123, 3, R123, 3, 3);    /* being reassigned (below) */
+	add_partition(3, R123, 3, R123, 3, 1);    /* balanced already */
+	struct elect_change c;
+	char why[200];
+	ck_assert_int_eq(reassign_start(&img, part(2), T234, 3, true, &c, why, sizeof(why)), TM_ERR_NONE);
+	commit(2, &c);
+	bool imb[MD_BROKERS_MAX];
+	/* Broker 1 leads 1 of its 3; broker 2, preferred for the reassigned
+	 * partition 2 (replicas now 2,3,4,1), leads none of its 1. */
+	ck_assert_int_eq(elect_imbalanced_brokers(&img, 10, imb), 2);
+	ck_assert(imb[0] && imb[1]);
+	ck_assert(elect_rebalance(&img, part(0), imb, &c));
+	ck_assert_int_eq(c.leader, 1);
+	ck_assert(!elect_rebalance(&img, part(1), imb, &c));
+	ck_assert(!elect_rebalance(&img, part(2), imb, &c));
+	ck_assert(!elect_rebalance(&img, part(3), imb, &c));
+	broker_state(1, -1, 1); /* shutting down: not a candidate */
+	ck_assert(!elect_rebalance(&img, part(0), imb, &c));
+}
+END_TEST
+
 /* ---- reassignment ---- */
 
 START_TEST(test_reassign_adds_then_completes_when_target_in_sync)
@@ -402,6 +428,7 @@ int main(void)
 	tcase_add_test(tc, test_shutdown_moves_leadership_and_leaves_isrs);
 	tcase_add_test(tc, test_shutdown_with_unclean_hands_over_outside_the_isr);
 	tcase_add_test(tc, test_imbalance_ratio_per_preferred_broker);
+	tcase_add_test(tc, test_rebalance_only_to_an_in_sync_active_preferred_replica);
 	tcase_add_test(tc, test_reassign_adds_then_completes_when_target_in_sync);
 	tcase_add_test(tc, test_reassign_shrink_completes_at_once);
 	tcase_add_test(tc, test_reassign_refuses_bad_assignments);
