@@ -5,8 +5,11 @@ quorum writes Kafka's <20-digit offset>-<10-digit epoch>.checkpoint files
 control batch) and drops the metadata log segments below them; a node
 killed with kill -9 while the leader's log start moves past it comes back
 through FetchSnapshot and agrees with the others; a restarted node starts
-from its own snapshot; a corrupt snapshot stops a node at start-up with a
-message naming the file.  kafka-metadata-quorum keeps answering throughout.
+from its own snapshot; a killed leader comes back through its successor's
+snapshot; a corrupt snapshot is reported by name at start-up and skipped for
+an older good one, or, when none is left, stops the node.  Kafka's
+kafka-dump-log reads the snapshots and the metadata log; kafka-metadata-quorum
+keeps answering.
 
 Tidemark-specific (multi-node): skipped when TM_E2E_TARGET=kafka.
 
@@ -244,7 +247,7 @@ def test_killed_leader_comes_back_through_the_new_leaders_snapshot(make_cluster)
     assert c.wait_leader(10)[0] == new_id
 
 
-def test_corrupt_snapshot_stops_start_up_naming_the_file(make_cluster):
+def test_corrupt_snapshot_falls_back_or_stops_start_up_naming_the_file(make_cluster):
     c = make_cluster(3, SNAPSHOT_SETTINGS)
     leader_id, _ = c.wait_leader(10)
     names = create_many(c.node(leader_id), "snap-bad", 25)
@@ -252,17 +255,36 @@ def test_corrupt_snapshot_stops_start_up_naming_the_file(make_cluster):
     victim = next(n for n in c.nodes.values() if n.node_id != leader_id)
     wait_checkpoint(victim, 20)
     victim.stop()
-    end, _, path = checkpoints(victim)[-1]
+    end, epoch, path = checkpoints(victim)[-1]
+    good = path.read_bytes()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0x40
+
+    # A corrupt newer snapshot beside a good one the log continues from:
+    # the node says so and starts from the good one.
+    newer = path.with_name("%020d-%010d.checkpoint" % (end, epoch + 1))
+    newer.write_bytes(bytes(bad))
+    victim.start()
+    victim.wait_serving(40, brokers=[1, 2, 3])
+    log = victim.log_text().split("==== start #")[-1]
+    assert re.search(r"metadata snapshot \S*%s is corrupt: .*CRC" % re.escape(newer.name), log), victim.log_tail(60)
+    assert "falling back to the older metadata snapshot" in log, victim.log_tail(60)
+    assert "loaded metadata snapshot %s" % path in log, victim.log_tail(60)
+    c.wait_agree(30, check=lambda v: all(t in v for t in names))
+    victim.stop()
+    newer.unlink()
+
+    # The only snapshot corrupt and the log starting at its end: no start.
+    end, epoch, path = checkpoints(victim)[-1]
     good = path.read_bytes()
     saved = path.with_name("saved-" + path.name)
     shutil.copyfile(path, saved)
     bad = bytearray(good)
     bad[len(bad) // 2] ^= 0x40
     path.write_bytes(bytes(bad))
-
     status, out = victim.run_to_exit({})
     assert status != 0, out
-    assert path.name in out and "corrupt" in out, out
+    assert path.name in out and "corrupt" in out and "refusing to start" in out, out
 
     # The good file back: the node starts and agrees again.
     saved.replace(path)
