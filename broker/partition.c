@@ -493,8 +493,11 @@ static void append_done(void *arg, int err)
 	}
 	wake_list(&p->data_waiters); /* followers waiting for data */
 	partition_update_hw(p);
+	/* A duplicate from an idempotent producer's retry answers with the
+	 * original offsets — and, like the original, only once the HW covers
+	 * them: the first attempt may not be committed yet (Kafka's rule). */
 	int64_t required = op->res.last_offset + 1;
-	if (op->acks != -1 || op->res.duplicate || required <= p->high_watermark) {
+	if (op->acks != -1 || required <= p->high_watermark) {
 		int kerr = TM_ERR_NONE;
 		if (op->acks == -1 && !op->res.duplicate && partition_isr_size(p) < partition_min_isr(p))
 			kerr = TM_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND;
