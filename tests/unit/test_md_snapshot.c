@@ -15,11 +15,13 @@
 #include "protocol/records.h"
 
 /* The structs the snapshot must carry, at the size this test (and
- * md_snapshot.c) was written for.  A failure here means a field was added to
- * the image: write it into md_snapshot.c's records, compare it in
+ * md_snapshot.c) was written for (x86-64).  A failure here means a field was
+ * added to the image: write it into md_snapshot.c's records, compare it in
  * images_equal() below, then update the size. */
 #define EXPECT_SIZEOF_PARTITION 540
 #define EXPECT_SIZEOF_BROKER 2712
+#define EXPECT_SIZEOF_TOPIC 296
+#define EXPECT_SIZEOF_IMAGE 694376
 
 static struct kuuid uuid_of(uint32_t v)
 {
@@ -268,6 +270,14 @@ START_TEST(test_snapshot_image_fields_are_all_covered)
 		      "struct md_broker is %zu bytes, not %d: a field was added; carry it in md_snapshot.c, "
 		      "compare it here, update EXPECT_SIZEOF_BROKER",
 		      sizeof(struct md_broker), EXPECT_SIZEOF_BROKER);
+	ck_assert_msg(sizeof(struct md_topic) == EXPECT_SIZEOF_TOPIC,
+		      "struct md_topic is %zu bytes, not %d: a field was added; carry it in md_snapshot.c, "
+		      "compare it here, update EXPECT_SIZEOF_TOPIC",
+		      sizeof(struct md_topic), EXPECT_SIZEOF_TOPIC);
+	ck_assert_msg(sizeof(struct md_image) == EXPECT_SIZEOF_IMAGE,
+		      "struct md_image is %zu bytes, not %d: a field was added; carry it in md_snapshot.c, "
+		      "compare it here, update EXPECT_SIZEOF_IMAGE",
+		      sizeof(struct md_image), EXPECT_SIZEOF_IMAGE);
 }
 END_TEST
 
