@@ -467,11 +467,29 @@ DOC_FOOTER = """## Reading the table
 """
 
 
+# Everything in docs/benchmarks.md from this line on is written by hand
+# (profiles, what was changed and why) and kept when a run rewrites the rest.
+NOTES_MARKER = "<!-- notes: written by hand, kept by make bench -->"
+
+
+def kept_notes(old_text):
+    """The hand-written tail of a previous docs/benchmarks.md ('' if none)."""
+    i = old_text.find(NOTES_MARKER) if old_text else -1
+    return old_text[i:] if i >= 0 else ""
+
+
 def update_doc(result, doc_path, chart_path):
     chart_rel = None
     if chart_path:
         chart_rel = os.path.relpath(chart_path, os.path.dirname(os.path.abspath(doc_path)))
     text = render_doc(result, chart_rel)
+    try:
+        with open(doc_path) as f:
+            notes = kept_notes(f.read())
+    except OSError:
+        notes = ""
+    if notes:
+        text = text.rstrip("\n") + "\n\n" + notes
     tmp = doc_path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

@@ -186,6 +186,23 @@ class PresentationTest(unittest.TestCase):
             self.assertIn("![throughput and latency](chart.png)", text)
             self.assertIn("| 1 | produce |", text)
 
+    def test_doc_keeps_the_hand_written_notes(self):
+        with tempfile.TemporaryDirectory() as d:
+            doc = os.path.join(d, "benchmarks.md")
+            notes = report.NOTES_MARKER + "\n\n## Profiles\n\nperf says crc_hw 5.4%\n"
+            with open(doc, "w") as f:
+                f.write("# old generated part\n\n| 1 | stale |\n\n" + notes)
+            text = report.update_doc(sample_result(), doc, None)
+            self.assertNotIn("stale", text)
+            self.assertIn("| 1 | produce |", text)
+            self.assertTrue(text.endswith(notes), text[-200:])
+            self.assertEqual(text.count(report.NOTES_MARKER), 1)
+            # twice in a row: still one copy of the notes
+            text = report.update_doc(sample_result(), doc, None)
+            self.assertEqual(text.count("perf says crc_hw"), 1)
+            with open(doc) as f:
+                self.assertEqual(f.read(), text)
+
     def test_value_formatting(self):
         self.assertEqual(report.fmt_value(147443.5, "msgs/s"), "147,444")
         self.assertEqual(report.fmt_value(1.234, "ms"), "1.23")
