@@ -269,6 +269,73 @@ def _watermarks(consumer, topic, partition, timeout_s):
     raise AssertionError("ListOffsets %s-%d: no answer within %ss (last: %s)" % (topic, partition, timeout_s, last))
 
 
+class TailReader:
+    """A consumer reading every partition from offset 0 in a background
+    thread while the faults happen (assign(), no group, no seeks), keeping
+    every record it is given (self.reads) and every error (self.errors).
+    auto.offset.reset=error: a position a new leader calls out of range is
+    reported, not silently restarted."""
+
+    def __init__(self, bootstrap, topic, partitions):
+        self.conf = dict(QUIET, **{"bootstrap.servers": bootstrap, "group.id": "tm-e2e-tail-" + uuid.uuid4().hex[:6],
+                                   "enable.auto.commit": False, "auto.offset.reset": "error",
+                                   "fetch.wait.max.ms": 100, "topic.metadata.refresh.interval.ms": 1000,
+                                   "socket.timeout.ms": 5000})
+        self.topic = topic
+        self.partitions = list(partitions)
+        self.reads = []
+        self.errors = []
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, name="tail-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        c = Consumer(self.conf)
+        try:
+            c.assign([TopicPartition(self.topic, p, 0) for p in self.partitions])
+            while not self.stopping.is_set():
+                for m in c.consume(500, 0.2):
+                    if m.error():
+                        if m.error().code() != KafkaError._PARTITION_EOF:
+                            self.errors.append("%s (%s)" % (m.error().str(), m.error().name()))
+                        continue
+                    self.reads.append(Rec(m.partition(), m.offset(), m.value()))
+        finally:
+            c.close()
+
+    def stop(self):
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=20)
+
+
+def check_reads(reads, log):
+    """What a consumer saw while the faults happened, against the final
+    log: every record it read is in the log at that offset (it never read
+    above a high watermark, where records may still be truncated), and per
+    partition it read offsets 0, 1, 2, ... with no gap and no repeat.
+    Returns a list of problems."""
+    problems = []
+    at = {(p, r.offset): r.value for p, recs in log.items() for r in recs}
+    phantom = ["p%d@%d %r (log has %r)" % (r.partition, r.offset, r.value[:24], (at.get((r.partition, r.offset)) or b"")[:24])
+               for r in reads if at.get((r.partition, r.offset)) != r.value]
+    if phantom:
+        problems.append("records a consumer read that the log does not keep: %d, first %s"
+                        % (len(phantom), "; ".join(phantom[:5])))
+    nxt, order = {}, []
+    for r in reads:
+        want = nxt.get(r.partition, 0)
+        if r.offset != want:
+            order.append("p%d: read %d, expected %d" % (r.partition, r.offset, want))
+        nxt[r.partition] = r.offset + 1
+    if order:
+        problems.append("a consumer's offsets jumped or repeated: %d, first %s" % (len(order), "; ".join(order[:5])))
+    return problems
+
+
 def utc(t):
     """time.time() as the broker logs print it (UTC, milliseconds)."""
     return time.strftime("%H:%M:%S", time.gmtime(t)) + ".%03dZ" % (int(t * 1000) % 1000)

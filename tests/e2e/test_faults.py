@@ -34,7 +34,7 @@ import pytest
 
 from cluster import Cluster, create_replicated, describe_quorum, partition_states, wait_isr_whole, wait_partitions
 from conftest import TARGET
-from faults import AckedWriter, NetCut, check, netns_unavailable, read_back, utc
+from faults import AckedWriter, NetCut, TailReader, check, check_reads, netns_unavailable, read_back, utc
 
 pytestmark = pytest.mark.skipif(TARGET != "tidemark", reason="multi-node fault tests run against Tidemark only")
 
@@ -80,6 +80,7 @@ class Scenario:
 
     def __init__(self, c, topic, writer, seed, rng):
         self.c, self.topic, self.w, self.seed, self.rng = c, topic, writer, seed, rng
+        self.tail = TailReader(writer.bootstrap, topic, range(PARTITIONS))
         self.steps = []
         self.windows = []
 
@@ -135,6 +136,10 @@ class Scenario:
         w = self.w
         left = w.stop(flush_timeout_s)
         self.note("writer stopped: %s", w.summary())
+        time.sleep(1.0)  # let the tail reader reach the end
+        self.tail.stop()
+        self.note("tail reader stopped: %d records read, %d errors%s", len(self.tail.reads), len(self.tail.errors),
+                  " (first: %s)" % self.tail.errors[0] if self.tail.errors else "")
         problems = []
         if w.fatal:
             problems.append("the idempotent producer hit a fatal error: %s" % w.fatal)
@@ -152,6 +157,9 @@ class Scenario:
                       len(acked), max(acked) if acked else None, len(log[p]),
                       log[p][-1].offset if log[p] else None)
         problems += check(w.acks, log, run_id=w.run_id)
+        problems += check_reads(self.tail.reads, log)
+        if self.tail.errors:
+            problems.append("the tail reader got %d errors, first: %s" % (len(self.tail.errors), self.tail.errors[0]))
         return problems
 
     def fail(self, what, problems):
@@ -227,6 +235,7 @@ def test_acknowledged_records_survive_faults(cluster, seed):
     sc = Scenario(c, topic, w, seed, rng)
     sc.note("seed %d plan %r", seed, plan)
     w.start()
+    sc.tail.start()
     problems = []
     try:
         w.wait_acks(200, 20)
@@ -306,14 +315,15 @@ def test_leader_cut_off_from_its_peers_loses_nothing(netcut, victim_role):
         w = AckedWriter(",".join(n.bootstrap for n in c.nodes.values()), topic, PARTITIONS,
                         run_id="cut-%s" % victim_role)
         sc = Scenario(c, topic, w, 0, random.Random(0))
-        sc.note("cut broker %d (%s; leader of %r) off from its peers", victim, victim_role, led)
         w.start()
+        sc.tail.start()
         problems = []
         try:
             w.wait_acks(200, 20)
             v = c.node(victim)
             peers = [n for n in c.nodes.values() if n.node_id != victim]
             t = time.time()
+            sc.note("cut broker %d (%s; leader of %r) off from its peers", victim, victim_role, led)
             netcut.cut(cgroups[victim], [v.port, v.cport], [(cgroups[n.node_id], [n.port, n.cport]) for n in peers])
             after = sc.wait_led_elsewhere(victim, led)
             sc.note("new leaders %r", {p: (after[p]["leader"], after[p]["leader_epoch"]) for p in led})

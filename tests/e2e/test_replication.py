@@ -417,19 +417,21 @@ def test_acks_all_retry_of_an_appended_batch_still_waits_for_the_isr(make_cluste
 
         for f in followers:
             f.sigstop()
-        second = rawkafka.record_batch([(None, b"seq-1", [])], producer_id=pid, producer_epoch=epoch,
-                                       base_sequence=1)
-        got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=1500)
-        assert got == (ERR_REQUEST_TIMED_OUT, -1), (
-            "acks=all with both ISR followers paused: %r, want REQUEST_TIMED_OUT" % (got,))
-        got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=1500)
-        err, hw, _ = fetch_v11(leader, topic, 0, 0)
-        assert got[0] == ERR_REQUEST_TIMED_OUT, (
-            "the retry of a batch the ISR does not hold was answered %r (high watermark %d): an "
-            "acknowledgement for a record a new leader may not have" % (got, hw))
+        try:
+            second = rawkafka.record_batch([(None, b"seq-1", [])], producer_id=pid, producer_epoch=epoch,
+                                           base_sequence=1)
+            got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=1500)
+            assert got == (ERR_REQUEST_TIMED_OUT, -1), (
+                "acks=all with both ISR followers paused: %r, want REQUEST_TIMED_OUT" % (got,))
+            got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=1500)
+            err, hw, _ = fetch_v11(leader, topic, 0, 0)
+            assert got[0] == ERR_REQUEST_TIMED_OUT, (
+                "the retry of a batch the ISR does not hold was answered %r (high watermark %d): an "
+                "acknowledgement for a record a new leader may not have" % (got, hw))
+        finally:
+            for f in followers:
+                f.sigcont()
 
-        for f in followers:
-            f.sigcont()
         got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=10000)
         assert got == (0, 1), "the retry once the followers resumed: %r" % (got,)
     got = read_values(bootstrap(c), topic, 0, 2)
