@@ -51,6 +51,9 @@ is_uint() {
 need_uint() { # need_uint VAR VALUE
 	is_uint "$2" || die "$1 must be a non-negative integer, got '$2'"
 }
+dec() { # dec NUMBER: without leading zeros, so $((...)) does not read it as octal
+	echo "$1" | sed 's/^0*\([0-9]\)/\1/'
+}
 need_port() {
 	need_uint "$1" "$2"
 	[ "$2" -ge 1 ] && [ "$2" -le 65535 ] || die "$1 must be a port in [1, 65535], got '$2'"
@@ -66,14 +69,6 @@ CONTROLLER_PORT=${TIDEMARK_CONTROLLER_PORT:-9093}
 EXTERNAL_PORT=${TIDEMARK_EXTERNAL_PORT:-9094}
 HTTP_PORT=${TIDEMARK_HTTP_PORT:-9644}
 NODE_ID_BASE=${TIDEMARK_NODE_ID_BASE:-0}
-need_port TIDEMARK_CLIENT_PORT "$CLIENT_PORT"
-need_port TIDEMARK_CONTROLLER_PORT "$CONTROLLER_PORT"
-need_port TIDEMARK_EXTERNAL_PORT "$EXTERNAL_PORT"
-need_port TIDEMARK_HTTP_PORT "$HTTP_PORT"
-need_uint TIDEMARK_NODE_ID_BASE "$NODE_ID_BASE"
-if [ -n "$USER_CONF" ] && [ ! -r "$USER_CONF" ]; then
-	die "TIDEMARK_CONFIG_FILE=$USER_CONF cannot be read"
-fi
 
 # ---- Kubernetes service links that look like KAFKA_* settings ---------------
 for name in $(env | sed -n 's/^\(KAFKA[A-Z0-9_]*\)=.*/\1/p'); do
@@ -103,10 +98,21 @@ else
 fi
 
 # ---- identity ----------------------------------------------------------------
+need_port TIDEMARK_CLIENT_PORT "$CLIENT_PORT"
+need_port TIDEMARK_CONTROLLER_PORT "$CONTROLLER_PORT"
+need_port TIDEMARK_EXTERNAL_PORT "$EXTERNAL_PORT"
+need_port TIDEMARK_HTTP_PORT "$HTTP_PORT"
+need_uint TIDEMARK_NODE_ID_BASE "$NODE_ID_BASE"
+if [ -n "$USER_CONF" ] && [ ! -r "$USER_CONF" ]; then
+	die "TIDEMARK_CONFIG_FILE=$USER_CONF cannot be read"
+fi
+NODE_ID_BASE=$(dec "$NODE_ID_BASE")
 HOST=${HOSTNAME:-$(cat /proc/sys/kernel/hostname)}
 ORDINAL=${HOST##*-}
 if [ "$ORDINAL" = "$HOST" ] || ! is_uint "$ORDINAL"; then
 	ORDINAL=""
+else
+	ORDINAL=$(dec "$ORDINAL")
 fi
 DOMAIN=${TIDEMARK_PEER_DOMAIN:-}
 

@@ -400,7 +400,7 @@ for n in 1 2 3; do
 	if [ "$code" = 0 ] && podman logs "$c" 2>&1 | grep -q 'received SIGTERM; shutting down'; then
 		ok "node $n stopped by SIGTERM: tidemark logged it and exited 0"
 	else
-		bad "node $n stopped by SIGTERM: tidemark logged it and exited 0 (exit code $code)"
+		bad "node $n stopped by SIGTERM: tidemark logged it and exited 0 (exit code $code; 137 is SIGKILL after 30 s: see \"Known limits\" in docs/deployment.md, log $LOGDIR/node$n.first.log)"
 	fi
 done
 save_logs first

@@ -77,6 +77,10 @@ if [ $rc = 0 ] && has node.id=1 && has controller.quorum.voters=1@kafka-0:9093,2
 	pass "$T"
 else fail "$T"; fi
 
+T="numbers with leading zeros are decimal"
+run HOSTNAME=web-08 TIDEMARK_NODE_ID_BASE=010 -- print-config
+if [ $rc = 0 ] && has node.id=18; then pass "$T"; else fail "$T"; fi
+
 T="TIDEMARK_PEER_NAME names the peers when the hostname has no ordinal"
 run HOSTNAME=box TIDEMARK_NODE_ID=1 TIDEMARK_CLUSTER_SIZE=2 TIDEMARK_PEER_NAME=tm -- print-config
 if [ $rc = 0 ] && has node.id=1 && has controller.quorum.voters=0@tm-0:9093,1@tm-1:9093 &&
