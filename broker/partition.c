@@ -642,6 +642,18 @@ static int topic_sync(struct tm_broker *b, struct tm_topic *tt, const struct md_
 		bool replica = md_replica_in(mp->replicas, mp->n_replicas, me);
 		if (replica && !p->log)
 			partition_open(b, tt, p);
+		if (!replica && p->log) {
+			/* Reassigned away from this node: its copy goes, as Kafka's
+			 * StopReplica with deletion does. */
+			tm_info("partition", "%s-%d: no longer a replica on this node; deleting its log", tt->name, i);
+			dp_fail_all(p, TM_ERR_NOT_LEADER_OR_FOLLOWER);
+			partition_wake_all(p);
+			struct log *l = p->log;
+			p->log = NULL;
+			p->is_leader = false;
+			p->high_watermark = 0;
+			log_delete(l);
+		}
 		p->leader_id = mp->leader;
 		bool lead = mp->leader == me && p->log;
 		bool new_epoch = p->leader_epoch != mp->leader_epoch;

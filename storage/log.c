@@ -1263,8 +1263,15 @@ int log_truncate_to(struct log *l, int64_t offset)
 	log_drain(l, true);
 	if (l->offline)
 		return l->offline_err;
-	if (offset >= l->leo)
+	if (offset >= l->leo) {
+		/* No batch to drop, but an epoch that began here holds no record
+		 * (a leadership that never wrote): forget it too, as the epoch
+		 * history must end with the last batch's epoch for a follower's
+		 * divergence check to settle. */
+		if (epoch_cache_truncate_from_end(&l->epochs, offset))
+			return save_epochs(l);
 		return 0;
+	}
 	if (offset < l->segs[0]->base)
 		return truncate_fully(l, offset);
 	hints_clear(l);

@@ -147,7 +147,9 @@ int log_offset_for_timestamp(struct log *l, int64_t ts, int64_t *offset_out, int
  * and deletes whole segments below it.  -ERANGE when beyond LEO. */
 int log_delete_records(struct log *l, int64_t before_offset);
 /* Replication: drops every batch with offsets >= offset (a batch containing
- * it goes whole, so LEO may end below offset).  No-op when offset >= LEO. */
+ * it goes whole, so LEO may end below offset), and the leader-epoch entries
+ * starting at or after the new end (also when offset >= LEO: epochs without
+ * records). */
 int log_truncate_to(struct log *l, int64_t offset);
 /* Drops everything; the log restarts empty at offset (log start = LEO = offset). */
 int log_truncate_fully_and_start_at(struct log *l, int64_t offset);
