@@ -83,7 +83,8 @@ static int copy_set(int32_t *dst, int *n_dst, const int32_t *src, int32_t n_src)
 {
 	if (n_src < 0 || n_src > MD_REPLICAS_MAX)
 		return -EINVAL;
-	memcpy(dst, src, sizeof(int32_t) * (size_t)n_src);
+	if (n_src > 0)
+		memcpy(dst, src, sizeof(int32_t) * (size_t)n_src);
 	*n_dst = n_src;
 	return 0;
 }
