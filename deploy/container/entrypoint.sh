@@ -156,7 +156,7 @@ trap 'rm -f "$tmp"' EXIT
 file_sets() {
 	[ -n "$USER_CONF" ] || return 1
 	re=$(printf '%s' "$1" | sed 's/\./\\./g')
-	grep -Eq "^[[:space:]]*$re[[:space:]]*[=:]" "$USER_CONF"
+	grep -Eq "^[[:space:]]*${re}[[:space:]]*[=:]" "$USER_CONF"
 }
 # put KEY VALUE FROM explicit|default
 put() {
