@@ -474,6 +474,15 @@ class NetCut:
         _run("iptables", "-N", CUT_CHAIN)
         _run("iptables", "-A", "OUTPUT", "-o", "lo", "-p", "tcp", "-j", CUT_CHAIN)
 
+    def probe(self):
+        """None when iptables here has the cgroup match, else why not."""
+        p = subprocess.run(["iptables", "-A", CUT_CHAIN, "-m", "cgroup", "--path", "/", "-j", "RETURN"],
+                           capture_output=True, text=True, timeout=20)
+        if p.returncode != 0:
+            return "iptables has no cgroup match: %s" % p.stderr.strip()
+        self.heal()
+        return None
+
     def cgroup(self, label):
         """Creates a cgroup; returns its path relative to the cgroup2 root."""
         rel = "/%s-%s" % (self.name, label)
