@@ -16,7 +16,8 @@
  * allocation (the request's decoded fields point into it); a response body
  * of CONN_BODY_REF_MIN_BYTES or more is handed to the output evbuffer by
  * reference, not copied.  One read or write callback moves up to
- * CONN_IO_MAX_SINGLE bytes.  server_start() fixes glibc's heap thresholds
+ * CONN_IO_MAX_SINGLE bytes; on a plaintext connection the rest of a large
+ * frame is read with one readv (conn_read_rest), not libevent's 4 KiB steps.  server_start() fixes glibc's heap thresholds
  * so these large buffers reuse freed heap instead of faulting in fresh pages
  * (server_tune_heap, docs/benchmarks.md).
  */
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "broker/tls.h"
@@ -56,6 +58,8 @@
 /* Bytes one read or write callback of a connection moves at most (libevent's
  * default is 16 KiB: a 1 MiB produce or fetch took 64 loop turns). */
 #define CONN_IO_MAX_SINGLE (1 << 20)
+/* conn_read_rest reads on by itself only for at least this much of a frame. */
+#define CONN_READ_REST_MIN 4096
 
 struct tm_conn {
 	struct tm_conn *prev, *next;  /* the broker's connections */
@@ -254,6 +258,45 @@ void req_fail_decode(struct tm_req *req)
 	req_finish(req);
 }
 
+/* libevent 2.1 reads a socket at most 4 KiB per readv (EVBUFFER_MAX_READ,
+ * whatever the bufferevent's read limit), with a FIONREAD ioctl before each:
+ * a 1 MiB produce was 256 readv, 256 ioctl and 256 loop turns.  On a
+ * plaintext connection waiting for the rest of a frame of `frame` bytes,
+ * this reads what the socket holds of it (up to CONN_IO_MAX_SINGLE) with one
+ * readv straight into the input evbuffer.  Errors and end of file are left
+ * for libevent's next read to report. */
+static void conn_read_rest(struct tm_conn *c, struct evbuffer *in, size_t frame)
+{
+	size_t have = evbuffer_get_length(in);
+	if (c->listener->security == TM_SEC_SSL || have >= frame || frame - have < CONN_READ_REST_MIN)
+		return;
+	size_t want = frame - have < CONN_IO_MAX_SINGLE ? frame - have : CONN_IO_MAX_SINGLE;
+	/* libevent freezes the input's end outside its own reads; thaw it for
+	 * this one, as its own read does. */
+	evbuffer_unfreeze(in, 0);
+	struct evbuffer_iovec v[2];
+	int n = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+	if (n <= 0) {
+		evbuffer_freeze(in, 0);
+		return;
+	}
+	struct iovec iov[2];
+	int k = 0;
+	for (size_t left = want; k < n && left > 0; k++) {
+		iov[k].iov_base = v[k].iov_base;
+		iov[k].iov_len = v[k].iov_len < left ? v[k].iov_len : left;
+		left -= iov[k].iov_len;
+	}
+	ssize_t got = readv(bufferevent_getfd(c->bev), iov, k);
+	int used = 0;
+	for (size_t rest = got > 0 ? (size_t)got : 0; used < k && rest > 0; used++) {
+		v[used].iov_len = rest < iov[used].iov_len ? rest : iov[used].iov_len;
+		rest -= v[used].iov_len;
+	}
+	evbuffer_commit_space(in, v, used);
+	evbuffer_freeze(in, 0);
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct tm_conn *c = arg;
@@ -271,9 +314,13 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 			c->dead = true;
 			break;
 		}
+		if (evbuffer_get_length(in) < (size_t)len + 4)
+			conn_read_rest(c, in, (size_t)len + 4);
 		if (evbuffer_get_length(in) < (size_t)len + 4) {
-			/* Wake only when the whole frame is buffered. */
-			bufferevent_setwatermark(bev, EV_READ, (size_t)len + 4, 0);
+			/* Wake only when the whole frame is buffered (plaintext:
+			 * at every read, so that conn_read_rest reads on). */
+			if (c->listener->security == TM_SEC_SSL)
+				bufferevent_setwatermark(bev, EV_READ, (size_t)len + 4, 0);
 			break;
 		}
 		bufferevent_setwatermark(bev, EV_READ, 0, 0);
