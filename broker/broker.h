@@ -43,6 +43,7 @@ struct tm_controller;
 struct fetch_op;
 struct tm_quorum;
 struct evhttp;
+struct evdns_base;
 struct ssl_ctx_st;
 
 /* One request from arrival to response.  Lives until its response is queued
@@ -80,6 +81,7 @@ struct tm_broker {
 	bool serving;                /* listeners up, registration committed */
 	struct tm_metrics metrics;
 	struct evhttp *http;
+	struct evdns_base *dns;      /* peers' name resolution (peer.c), made on first use */
 	struct ssl_ctx_st *tls_ctx;  /* for SSL listeners */
 
 	char cluster_id[32];        /* base64url of 16 bytes, 22 chars */

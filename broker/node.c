@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "broker/api.h"
@@ -538,6 +539,8 @@ err_controller:
 	replication_stop(b);
 	partitions_close_all(b);
 err_io:
+	if (b->dns)
+		evdns_base_free(b->dns, 1);
 	if (b->io_ev)
 		event_free(b->io_ev);
 	io_free(b->io);

@@ -13,6 +13,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "broker/broker.h"
@@ -143,7 +144,12 @@ static void peer_connect(struct tm_peer *p)
 		return;
 	bufferevent_setcb(p->bev, peer_read_cb, NULL, peer_event_cb, p);
 	bufferevent_enable(p->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect_hostname(p->bev, NULL, AF_INET, p->host, p->port)) {
+	/* Names resolve asynchronously on the loop (resolv.conf and /etc/hosts),
+	 * never with a blocking getaddrinfo: a peer's name whose DNS server is
+	 * unreachable (a stopped container) must not freeze this node. */
+	if (!p->b->dns)
+		p->b->dns = evdns_base_new(p->b->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (bufferevent_socket_connect_hostname(p->bev, p->b->dns, AF_INET, p->host, p->port)) {
 		/* Resolution failed at once: retry later. */
 		bufferevent_free(p->bev);
 		p->bev = NULL;
