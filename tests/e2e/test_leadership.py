@@ -29,6 +29,7 @@ import pytest
 import rawkafka
 from cluster import Cluster, create_replicated, isr_whole, partition_states, wait_isr_whole, wait_partitions
 from conftest import KAFKA_TOOL_CLASSES, TARGET
+from confluent_kafka.admin import AdminClient, NewTopic
 from tmhelp import consume, kafka_tool, produce, unique_topic
 
 pytestmark = pytest.mark.skipif(TARGET != "tidemark", reason="multi-node leadership tests run against Tidemark only")
@@ -419,40 +420,44 @@ def test_reassign_refuses_unknown_broker(make_cluster, tmp_path):
 
 
 def test_reassignment_in_progress_is_listed_and_can_be_cancelled(make_cluster, tmp_path):
-    # A long session keeps the paused broker registered and unfenced: the
-    # tool checks the target brokers against DescribeCluster first.
+    # The new replica is down (kill -9), so the reassignment stays under way.
+    # A long session keeps it registered and unfenced: the tool checks the
+    # target brokers against DescribeCluster first.  (A paused process would
+    # do too, but clients then wait out their request timeouts on it.)
     c = make_cluster({"broker.session.timeout.ms": "60000"})
     topic = unique_topic("reassign-cancel")
-    create_replicated(c, topic, 1, 2)
+    # Not the active controller, so the metadata quorum is untouched.
+    controller, _ = c.wait_leader(10)
+    spare = next(i for i in c.ids() if i != controller)
+    old = [i for i in c.ids() if i != spare]
+    admin = AdminClient({"log_level": 0, "bootstrap.servers": bootstrap(c)})
+    admin.create_topics([NewTopic(topic, num_partitions=1,
+                                  replica_assignment=[old])])[topic].result(timeout=30)
     st = wait_isr_whole(c, topic, WAIT_S)[0]
-    old = st["replicas"]
-    spare = next(i for i in c.ids() if i not in old)
+    assert st["replicas"] == old, st
     produce(bootstrap(c), topic, [{"value": b"x%d" % i, "partition": 0} for i in range(50)], config={"acks": "all"})
     plan = {"version": 1, "partitions": [{"topic": topic, "partition": 0, "replicas": [old[0], spare]}]}
-    # The new replica is paused: it cannot catch up, so the reassignment stays under way.
-    c.node(spare).sigstop()
-    others = [n for n in c.running() if n.node_id != spare]
-    try:
-        p = reassign(c, tmp_path, "--execute", plan)
-        assert "Successfully started partition reassignment" in p.stdout, p.stdout + p.stderr
-        state = wait_partitions(c, topic, WAIT_S, lambda s: s[0]["replicas"] == [old[0], spare, old[1]],
-                                "replicas = target + removing while under way", nodes=others)[0]
-        assert state["isr"] == sorted(old), state
-        p = reassign(c, tmp_path, "--verify", plan, "--preserve-throttles")
-        assert "Reassignment of partition %s-0 is still in progress." % topic in p.stdout, p.stdout
-        p = kafka_tool("kafka-reassign-partitions", "--bootstrap-server", ",".join(n.bootstrap for n in others),
-                       "--list", timeout=90)
-        assert "%s-0: replicas: %s. adding: %d. removing: %d." % (
-            topic, ",".join(map(str, [old[0], spare, old[1]])), spare, old[1]) in p.stdout, p.stdout
-        p = kafka_tool("kafka-topics", "--bootstrap-server", ",".join(n.bootstrap for n in others), "--describe",
-                       "--topic", topic, timeout=90)
-        assert "Adding Replicas: %d" % spare in p.stdout and "Removing Replicas: %d" % old[1] in p.stdout, p.stdout
-        p = reassign(c, tmp_path, "--cancel", plan, "--preserve-throttles")
-        assert "Successfully cancelled partition reassignment" in p.stdout, p.stdout + p.stderr
-        state = wait_partitions(c, topic, WAIT_S, lambda s: sorted(s[0]["replicas"]) == sorted(old),
-                                "original replicas back after the cancel", nodes=others)[0]
-        assert state["isr"] == sorted(old) and state["leader"] == old[0], state
-    finally:
-        c.node(spare).sigcont()
+    c.node(spare).kill9()
+    others = c.running()
+    p = reassign(c, tmp_path, "--execute", plan)
+    assert "Successfully started partition reassignment" in p.stdout, p.stdout + p.stderr
+    state = wait_partitions(c, topic, WAIT_S, lambda s: s[0]["replicas"] == [old[0], spare, old[1]],
+                            "replicas = target + removing while under way", nodes=others)[0]
+    assert state["isr"] == sorted(old), state
+    p = reassign(c, tmp_path, "--verify", plan, "--preserve-throttles")
+    assert "Reassignment of partition %s-0 is still in progress." % topic in p.stdout, p.stdout
+    p = kafka_tool("kafka-reassign-partitions", "--bootstrap-server", ",".join(n.bootstrap for n in others),
+                   "--list", timeout=90)
+    assert "%s-0: replicas: %s. adding: %d. removing: %d." % (
+        topic, ",".join(map(str, [old[0], spare, old[1]])), spare, old[1]) in p.stdout, p.stdout
+    p = kafka_tool("kafka-topics", "--bootstrap-server", ",".join(n.bootstrap for n in others), "--describe",
+                   "--topic", topic, timeout=90)
+    assert "Adding Replicas: %d" % spare in p.stdout and "Removing Replicas: %d" % old[1] in p.stdout, p.stdout
+    p = reassign(c, tmp_path, "--cancel", plan, "--preserve-throttles")
+    assert "Successfully cancelled partition reassignment" in p.stdout, p.stdout + p.stderr
+    state = wait_partitions(c, topic, WAIT_S, lambda s: sorted(s[0]["replicas"]) == sorted(old),
+                            "original replicas back after the cancel", nodes=others)[0]
+    assert state["isr"] == sorted(old) and state["leader"] == old[0], state
+    c.node(spare).start()
     got = consume(bootstrap(c), topic, [0], 50, timeout=30)
     assert [r["value"] for r in got] == [b"x%d" % i for i in range(50)]
