@@ -48,6 +48,7 @@ static void metrics_cb(struct evhttp_request *r, void *arg)
 			    (double)(tm_mono_ms() - b->started_ms) / 1000.0);
 	evbuffer_add_printf(o, "# HELP tidemark_partition_log_end_offset Next offset of each partition led here.\n# TYPE tidemark_partition_log_end_offset gauge\n");
 	int64_t bytes = 0;
+	int led = 0, under = 0, below_min = 0;
 	for (size_t i = 0; i < b->topics.cap; i++) {
 		if (!b->topics.slots[i].key)
 			continue;
@@ -61,9 +62,27 @@ static void metrics_cb(struct evhttp_request *r, void *arg)
 					    t->name, p, log_end_offset(pp->log));
 			evbuffer_add_printf(o, "tidemark_partition_high_watermark{topic=\"%s\",partition=\"%d\"} %" PRId64 "\n",
 					    t->name, p, pp->high_watermark);
+			if (!pp->is_leader)
+				continue;
+			/* Replication, as the leader sees it (Kafka's UnderReplicatedPartitions). */
+			led++;
+			int isr = partition_isr_size(pp);
+			under += isr < pp->isr.n_f + 1;
+			below_min += isr < partition_min_isr(pp);
+			evbuffer_add_printf(o, "tidemark_partition_isr_size{topic=\"%s\",partition=\"%d\"} %d\n", t->name, p, isr);
+			for (int f = 0; f < pp->isr.n_f; f++) {
+				const struct isr_follower *fo = &pp->isr.f[f];
+				int64_t lag = fo->leo < 0 ? -1 : log_written_offset(pp->log) - fo->leo;
+				evbuffer_add_printf(o, "tidemark_partition_follower_lag_records{topic=\"%s\",partition=\"%d\",replica=\"%d\"} %" PRId64 "\n",
+						    t->name, p, fo->id, lag);
+			}
 		}
 	}
 	evbuffer_add_printf(o, "# TYPE tidemark_log_size_bytes gauge\ntidemark_log_size_bytes %" PRId64 "\n", bytes);
+	evbuffer_add_printf(o, "# TYPE tidemark_leader_partitions gauge\ntidemark_leader_partitions %d\n", led);
+	evbuffer_add_printf(o, "# HELP tidemark_under_replicated_partitions Partitions led here whose ISR is smaller than their replica set.\n"
+			       "# TYPE tidemark_under_replicated_partitions gauge\ntidemark_under_replicated_partitions %d\n", under);
+	evbuffer_add_printf(o, "# TYPE tidemark_under_min_isr_partitions gauge\ntidemark_under_min_isr_partitions %d\n", below_min);
 	reply_text(r, 200, "OK", o);
 	evbuffer_free(o);
 }
