@@ -321,7 +321,7 @@ static int64_t replica_check_batches(struct tm_partition *p, const uint8_t *buf,
 }
 
 static void replica_partition(struct replica_fetcher *f, struct tm_partition *p,
-			      struct kafka_fetch_response_partition_data *d, int64_t now)
+			      struct kafka_fetch_response_partition_data *d)
 {
 	struct tm_broker *b = f->b;
 	switch (d->error_code) {
@@ -383,7 +383,6 @@ static void replica_partition(struct replica_fetcher *f, struct tm_partition *p,
 		return;
 	}
 	f->appends_pending++;
-	(void)now;
 }
 
 static void fetch_response(void *arg, int err, struct tm_rd *body)
@@ -423,7 +422,7 @@ static void fetch_response(void *arg, int err, struct tm_rd *body)
 					/* Leadership may have moved while the fetch was out. */
 					if (!follows(b, p, f->leader_id, now))
 						continue;
-					replica_partition(f, p, d, now);
+					replica_partition(f, p, d);
 				}
 			}
 		}
