@@ -12,11 +12,30 @@
  *
  * Invariant: an op is in exactly one place — the pending FIFO, in the kernel
  * with `pending` CQEs outstanding, or freed after its callback.
+ *
+ * The synchronous fallback.  Where io_uring cannot be set up — a container's
+ * seccomp profile (Docker, Podman, RuntimeDefault) blocks io_uring_setup,
+ * kernel.io_uring_disabled is 1 or 2, an old kernel, gVisor — io_new gets
+ * -ENOSYS, -EPERM or -EACCES, logs one warning per process, and the ring
+ * runs without the kernel queue (TIDEMARK_IO=sync forces this, for tests).
+ * Operations still queue in the pending FIFO; io_flush() performs them in
+ * order with pwritev / pread / fdatasync on the calling thread, each to the
+ * end (short transfers continued, -EINTR / -EAGAIN retried at most
+ * IO_RETRY_MAX times in a row, a write's fsync only after all of it), moves
+ * them with their result to the completed FIFO (done_head..done_tail) and
+ * writes the eventfd.  io_process_completions() then runs their callbacks in
+ * order, exactly as it runs CQEs, so callers see the same contract:
+ * callbacks never run from the function that started the operation, the
+ * fault hook sees every system call's result, io_inflight() counts the op
+ * until its callback.  The invariant becomes: an op is in the pending FIFO,
+ * in the completed FIFO, or freed after its callback.
  */
 #include "storage/io.h"
 
 #include <errno.h>
 #include <liburing.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -27,6 +46,10 @@
 
 #define IO_IOV_MAX 1024
 #define IO_ZERO_WRITES_MAX 3
+/* Fallback: consecutive -EINTR / -EAGAIN (or -ECANCELED fsync) results of one
+ * system call before the op fails with that error instead of spinning the
+ * loop forever. */
+#define IO_RETRY_MAX 100
 
 struct io_op {
 	struct io_op *next; /* pending FIFO link */
@@ -47,6 +70,7 @@ struct io_op {
 	size_t remaining; /* bytes still to transfer */
 	int64_t done;     /* bytes transferred so far */
 	int64_t nop_res;
+	int64_t res; /* fallback: the result the callback gets */
 	io_done_fn cb;
 	void *arg;
 	struct iovec iov[];
@@ -58,9 +82,38 @@ struct tm_io {
 	unsigned inflight;
 	struct io_op *pending_head;
 	struct io_op *pending_tail;
+	bool sync;                /* the fallback: no kernel ring */
+	struct io_op *done_head;  /* fallback: performed, callback not yet run */
+	struct io_op *done_tail;
+	unsigned done_count;
 	io_fault_fn fault;
 	void *fault_arg;
 };
+
+static bool io_sync_forced(void)
+{
+	const char *v = getenv("TIDEMARK_IO");
+	return v && strcmp(v, "sync") == 0;
+}
+
+/* The errors that mean "io_uring is not allowed or not there", as opposed to
+ * a broken setup (no memory, bad arguments) that should stop start-up. */
+static bool io_uring_unavailable(int err)
+{
+	return err == -ENOSYS || err == -EPERM || err == -EACCES;
+}
+
+static void io_warn_fallback(const char *why)
+{
+	/* once per process: every event-loop thread (and test) makes a ring */
+	static atomic_bool warned;
+	if (atomic_exchange(&warned, true))
+		return;
+	tm_warn("storage", "io_uring is not available here (%s): storage falls back to synchronous "
+		"pread/pwritev/fdatasync on the event loop; throughput is lower; allow io_uring "
+		"(e.g. the container's seccomp profile, kernel.io_uring_disabled=0) for full speed",
+		why);
+}
 
 int io_new(unsigned entries, struct tm_io **out)
 {
@@ -69,11 +122,22 @@ int io_new(unsigned entries, struct tm_io **out)
 	struct tm_io *io = calloc(1, sizeof(*io));
 	if (!io)
 		return -ENOMEM;
-	int err = io_uring_queue_init(entries, &io->ring, 0);
-	if (err < 0) {
-		tm_error("storage", "io_uring_queue_init(%u) failed: %s; Tidemark needs io_uring "
-			 "(Linux 5.6+, and kernel.io_uring_disabled=0)", entries, strerror(-err));
-		goto err_free;
+	int err = 0;
+	if (io_sync_forced()) {
+		io_warn_fallback("TIDEMARK_IO=sync");
+		io->sync = true;
+	} else {
+		err = io_uring_queue_init(entries, &io->ring, 0);
+		if (err < 0 && io_uring_unavailable(err)) {
+			char why[128];
+			snprintf(why, sizeof(why), "io_uring_setup: %s", strerror(-err));
+			io_warn_fallback(why);
+			io->sync = true;
+		} else if (err < 0) {
+			tm_error("storage", "io_uring_queue_init(%u) failed: %s; Tidemark needs io_uring "
+				 "(Linux 5.6+, and kernel.io_uring_disabled=0)", entries, strerror(-err));
+			goto err_free;
+		}
 	}
 	io->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (io->efd < 0) {
@@ -81,10 +145,12 @@ int io_new(unsigned entries, struct tm_io **out)
 		tm_error("storage", "eventfd failed: %s", strerror(errno));
 		goto err_exit_ring;
 	}
-	err = io_uring_register_eventfd(&io->ring, io->efd);
-	if (err < 0) {
-		tm_error("storage", "io_uring_register_eventfd failed: %s", strerror(-err));
-		goto err_close_efd;
+	if (!io->sync) {
+		err = io_uring_register_eventfd(&io->ring, io->efd);
+		if (err < 0) {
+			tm_error("storage", "io_uring_register_eventfd failed: %s", strerror(-err));
+			goto err_close_efd;
+		}
 	}
 	*out = io;
 	return 0;
@@ -92,10 +158,16 @@ int io_new(unsigned entries, struct tm_io **out)
 err_close_efd:
 	close(io->efd);
 err_exit_ring:
-	io_uring_queue_exit(&io->ring);
+	if (!io->sync)
+		io_uring_queue_exit(&io->ring);
 err_free:
 	free(io);
 	return err;
+}
+
+bool io_is_uring(const struct tm_io *io)
+{
+	return !io->sync;
 }
 
 void io_free(struct tm_io *io)
@@ -108,7 +180,8 @@ void io_free(struct tm_io *io)
 			tm_warn("storage", "waiting for %u I/O operations before closing the ring",
 				io->inflight);
 	}
-	io_uring_queue_exit(&io->ring);
+	if (!io->sync)
+		io_uring_queue_exit(&io->ring);
 	close(io->efd);
 	free(io);
 }
@@ -304,8 +377,149 @@ static void handle_cqe(struct tm_io *io, uint64_t ud, int res)
 		op_attempt_done(op);
 }
 
+/* ---- the synchronous fallback ------------------------------------------- */
+
+/* One system call's result as the ring would see it: -errno or a count,
+ * passed through the fault hook like a CQE. */
+static int sync_result(struct tm_io *io, int op_kind, ssize_t n)
+{
+	int res = n < 0 ? -errno : (int)TM_MIN(n, (ssize_t)INT32_MAX);
+	if (io->fault)
+		res = io->fault(io->fault_arg, op_kind, res);
+	return res;
+}
+
+/* fdatasync until it succeeds, fails, or keeps being interrupted. */
+static int sync_fsync(struct io_op *op)
+{
+	for (int retries = 0;; retries++) {
+		int r = sync_result(op->io, IO_OP_FSYNC, fdatasync(op->fd));
+		if ((retryable(r) || r == -ECANCELED) && retries < IO_RETRY_MAX)
+			continue;
+		return r < 0 ? r : 0;
+	}
+}
+
+static int64_t sync_read(struct io_op *op)
+{
+	int retries = 0;
+	while (op->remaining > 0) {
+		int r = sync_result(op->io, IO_OP_READ,
+				    pread(op->fd, op->iov[0].iov_base, op->remaining, (off_t)op->off));
+		if (retryable(r) && retries++ < IO_RETRY_MAX)
+			continue;
+		if (r < 0)
+			return r;
+		if (r == 0)
+			break; /* end of file */
+		retries = 0;
+		op_advance(op, TM_MIN((size_t)r, op->remaining));
+	}
+	return op->done;
+}
+
+static int64_t sync_write(struct io_op *op)
+{
+	int retries = 0;
+	while (op->remaining > 0) {
+		struct iovec *v = &op->iov[op->iov_first];
+		int r = sync_result(op->io, IO_OP_WRITE,
+				    pwritev(op->fd, v, op->iovcnt - op->iov_first, (off_t)op->off));
+		if (retryable(r) && retries++ < IO_RETRY_MAX)
+			continue;
+		if (r < 0)
+			return r;
+		if (r == 0 && ++op->zero_writes > IO_ZERO_WRITES_MAX)
+			return -EIO;
+		retries = 0;
+		op_advance(op, TM_MIN((size_t)r, op->remaining));
+	}
+	if (op->want_fsync) {
+		int f = sync_fsync(op);
+		if (f < 0)
+			return f;
+	}
+	return op->done;
+}
+
+static void sync_perform(struct io_op *op)
+{
+	switch (op->kind) {
+	case IO_OP_NOP:
+		op->res = op->nop_res;
+		break;
+	case IO_OP_FSYNC:
+		op->res = sync_fsync(op);
+		break;
+	case IO_OP_READ:
+		op->res = sync_read(op);
+		break;
+	case IO_OP_WRITE:
+		op->res = sync_write(op);
+		break;
+	}
+}
+
+static void sync_signal(struct tm_io *io)
+{
+	uint64_t one = 1;
+	ssize_t r = write(io->efd, &one, sizeof(one));
+	(void)r; /* EAGAIN only when the counter is near overflow: still readable */
+}
+
+/* Performs every queued op in order and moves it to the completed FIFO. */
+static void sync_flush(struct tm_io *io)
+{
+	bool any = false;
+	while (io->pending_head) {
+		struct io_op *op = io->pending_head;
+		io->pending_head = op->next;
+		if (!io->pending_head)
+			io->pending_tail = NULL;
+		sync_perform(op);
+		op->next = NULL;
+		if (io->done_tail)
+			io->done_tail->next = op;
+		else
+			io->done_head = op;
+		io->done_tail = op;
+		io->done_count++;
+		any = true;
+	}
+	if (any)
+		sync_signal(io);
+}
+
+/* Runs the callbacks of the ops completed so far, each unlinked before its
+ * callback so a callback may wait on the ring (io_wait re-enters here).  Ops
+ * completed by flushes during the callbacks wait for the next call: the
+ * loop returns to the event loop rather than chasing a callback that keeps
+ * queueing work. */
+static void sync_process(struct tm_io *io)
+{
+	uint64_t v;
+	ssize_t r = read(io->efd, &v, sizeof(v));
+	(void)r; /* EAGAIN when nothing was signalled: fine */
+	unsigned n = io->done_count;
+	while (n-- > 0 && io->done_head) {
+		struct io_op *op = io->done_head;
+		io->done_head = op->next;
+		if (!io->done_head)
+			io->done_tail = NULL;
+		io->done_count--;
+		op_complete(op, op->res);
+	}
+	sync_flush(io);
+	if (io->done_head)
+		sync_signal(io); /* left for the next wake-up: keep the eventfd readable */
+}
+
 void io_flush(struct tm_io *io)
 {
+	if (io->sync) {
+		sync_flush(io);
+		return;
+	}
 	while (io->pending_head) {
 		struct io_op *op = io->pending_head;
 		if (!op_prepare(op)) {
@@ -325,6 +539,10 @@ void io_flush(struct tm_io *io)
 
 void io_process_completions(struct tm_io *io)
 {
+	if (io->sync) {
+		sync_process(io);
+		return;
+	}
 	uint64_t v;
 	ssize_t r = read(io->efd, &v, sizeof(v));
 	(void)r; /* EAGAIN when nothing was signalled: fine */
@@ -346,6 +564,11 @@ int io_wait(struct tm_io *io, int timeout_ms)
 	if (io->inflight == 0)
 		return -EALREADY;
 	io_flush(io);
+	if (io->sync) {
+		/* every op in flight is now performed: nothing to block on */
+		sync_process(io);
+		return 0;
+	}
 	struct io_uring_cqe *cqe;
 	struct __kernel_timespec ts = {
 		.tv_sec = timeout_ms / 1000,

@@ -23,6 +23,17 @@
  * function that started the operation.
  *
  * Single-threaded: every call comes from the thread that created the ring.
+ *
+ * Fallback: where io_uring cannot be set up (io_uring_setup fails with
+ * ENOSYS, EPERM or EACCES: container seccomp profiles, the
+ * kernel.io_uring_disabled sysctl, old kernels, gVisor) or the environment
+ * sets TIDEMARK_IO=sync, io_new logs one warning and returns a ring that
+ * performs the queued operations itself, in order, with pwritev / pread /
+ * fdatasync during io_flush() (so on the calling thread, blocking it).  The
+ * contract above holds unchanged: callbacks run from io_process_completions()
+ * or io_wait(), the eventfd signals them, short transfers are completed, a
+ * write's fsync makes it durable before the callback, the fault hook sees
+ * every result.  io_is_uring() tells which one runs.
  */
 #ifndef TM_STORAGE_IO_H
 #define TM_STORAGE_IO_H
@@ -37,11 +48,15 @@ struct tm_io;
 enum io_op_kind { IO_OP_WRITE = 1, IO_OP_READ = 2, IO_OP_FSYNC = 3, IO_OP_NOP = 4 };
 
 /* io_uring queue of `entries` SQEs (rounded up to a power of two by the
- * kernel) plus a non-blocking eventfd registered with it.  0 or -errno. */
+ * kernel) plus a non-blocking eventfd registered with it.  0 or -errno.
+ * Falls back to the synchronous ring (see above) instead of failing when
+ * io_uring is not available; other setup errors are returned. */
 int io_new(unsigned entries, struct tm_io **out);
 /* Waits for every operation in flight (their callbacks run), then frees. */
 void io_free(struct tm_io *io);
 int io_event_fd(const struct tm_io *io);
+/* true: the kernel's io_uring; false: the synchronous fallback. */
+bool io_is_uring(const struct tm_io *io);
 /* Drains the eventfd and every CQE, runs callbacks, submits queued SQEs. */
 void io_process_completions(struct tm_io *io);
 /* Submits pending SQEs (one io_uring_submit). */
