@@ -24,7 +24,8 @@ enum { OP_SET = 0, OP_DELETE = 1, OP_APPEND = 2, OP_SUBTRACT = 3 };
 
 static int8_t topic_config_type(const char *key)
 {
-	if (!strcmp(key, "cleanup.policy"))
+	if (!strcmp(key, "cleanup.policy") || !strcmp(key, "leader.replication.throttled.replicas") ||
+	    !strcmp(key, "follower.replication.throttled.replicas"))
 		return TYPE_LIST;
 	if (!strcmp(key, "compression.type") || !strcmp(key, "message.timestamp.type"))
 		return TYPE_STRING;
@@ -244,8 +245,17 @@ static void alter_run(struct tm_broker *b, void *arg)
 	for (int i = 0; i < op->n; i++) {
 		struct cfg_change *c = &op->changes[i];
 		if (c->resource_type == MD_RESOURCE_BROKER) {
-			change_error(req, c, TM_ERR_INVALID_REQUEST,
-				     "Tidemark does not change broker configs at runtime; set them in server.properties and restart");
+			/* Removing replication throttles (kafka-reassign-partitions
+			 * --verify does it) succeeds: Tidemark sets none. */
+			bool throttle_removal = c->n > 0;
+			for (int k = 0; k < c->n && throttle_removal; k++)
+				throttle_removal = (c->ops[k] == OP_DELETE || (c->ops[k] == OP_SET && c->values[k].len < 0)) &&
+						   (kstr_eq(c->keys[k], "leader.replication.throttled.rate") ||
+						    kstr_eq(c->keys[k], "follower.replication.throttled.rate") ||
+						    kstr_eq(c->keys[k], "replica.alter.log.dirs.io.max.bytes.per.second"));
+			if (!throttle_removal)
+				change_error(req, c, TM_ERR_INVALID_REQUEST,
+					     "Tidemark does not change broker configs at runtime; set them in server.properties and restart");
 			continue;
 		}
 		if (c->resource_type != MD_RESOURCE_TOPIC) {

@@ -249,7 +249,7 @@ int controller_place(struct tm_broker *b, int32_t n_parts, int16_t rf, int32_t f
 	int32_t live[MD_BROKERS_MAX];
 	int n = 0;
 	for (int i = 0; i < b->md.n_brokers; i++)
-		if (!b->md.brokers[i].fenced)
+		if (!b->md.brokers[i].fenced && !b->md.brokers[i].in_controlled_shutdown)
 			live[n++] = b->md.brokers[i].id;
 	if (rf < 1 || rf > n || rf > MD_REPLICAS_MAX)
 		return TM_ERR_INVALID_REPLICATION_FACTOR;
@@ -499,7 +499,8 @@ static struct ctl_lease *ctl_lease(struct tm_controller *c, int32_t id)
 static bool ctl_broker_live(struct tm_broker *b, int32_t id, int32_t excluded)
 {
 	struct md_broker *br = md_broker(&b->md, id);
-	return id != excluded && br && !br->fenced;
+	/* A broker in controlled shutdown is leaving: never a new leader. */
+	return id != excluded && br && !br->fenced && !br->in_controlled_shutdown;
 }
 
 /* Adds the PartitionChangeRecords that follow from broker `id` going away

@@ -26,6 +26,8 @@ const char *const tm_topic_config_keys[] = {
 	"retention.ms", "segment.bytes", "segment.index.bytes", "segment.ms",
 	"unclean.leader.election.enable", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
 	"max.compaction.lag.ms", "message.timestamp.before.max.ms", "message.timestamp.after.max.ms",
+	/* accepted and shown; replication is not throttled */
+	"leader.replication.throttled.replicas", "follower.replication.throttled.replicas",
 	NULL,
 };
 
@@ -74,6 +76,14 @@ int topic_config_check(const char *key, const char *value, char *why, size_t why
 			snprintf(why, why_len, "Invalid value %s for configuration %s: expected true or false", value, key);
 			return TM_ERR_INVALID_CONFIG;
 		}
+	} else if (!strcmp(key, "leader.replication.throttled.replicas") ||
+		   !strcmp(key, "follower.replication.throttled.replicas")) {
+		/* "" or "*" or partition:broker pairs, as Kafka validates them. */
+		for (const char *c = value; *c; c++)
+			if (!((*c >= '0' && *c <= '9') || *c == ':' || *c == ',' || *c == '*' || *c == ' ')) {
+				snprintf(why, why_len, "Invalid value %s for configuration %s", value, key);
+				return TM_ERR_INVALID_CONFIG;
+			}
 	} else if (!strcmp(key, "min.cleanable.dirty.ratio")) {
 		char *end;
 		double d = strtod(value, &end);
@@ -150,6 +160,9 @@ const char *topic_config_value(struct tm_broker *b, const struct md_topic *t, co
 		return c->unclean_leader_election_enable ? "true" : "false";
 	else if (!strcmp(key, "min.cleanable.dirty.ratio"))
 		return "0.5";
+	else if (!strcmp(key, "leader.replication.throttled.replicas") ||
+		 !strcmp(key, "follower.replication.throttled.replicas"))
+		return "";
 	else if (!strcmp(key, "min.compaction.lag.ms"))
 		return "0";
 	else if (!strcmp(key, "max.compaction.lag.ms"))
