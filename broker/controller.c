@@ -8,6 +8,7 @@
  * same way, so the image is the same everywhere.
  */
 #include "broker/controller.h"
+#include "broker/placement.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -246,25 +247,20 @@ void controller_new_topic_id(struct tm_broker *b, struct kuuid *out)
 
 int controller_place(struct tm_broker *b, int32_t n_parts, int16_t rf, int32_t first_partition, int32_t *replicas)
 {
-	int32_t live[MD_BROKERS_MAX];
+	struct placement_broker live[MD_BROKERS_MAX];
 	int n = 0;
-	for (int i = 0; i < b->md.n_brokers; i++)
-		if (!b->md.brokers[i].fenced && !b->md.brokers[i].in_controlled_shutdown)
-			live[n++] = b->md.brokers[i].id;
+	for (int i = 0; i < b->md.n_brokers; i++) {
+		const struct md_broker *br = &b->md.brokers[i];
+		if (br->fenced || br->in_controlled_shutdown)
+			continue;
+		live[n].id = br->id;
+		snprintf(live[n].rack, sizeof(live[n].rack), "%s", br->rack);
+		n++;
+	}
 	if (rf < 1 || rf > n || rf > MD_REPLICAS_MAX)
 		return TM_ERR_INVALID_REPLICATION_FACTOR;
-	/* Sorted ids, so placement does not depend on registration order. */
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && live[j] < live[j - 1]; j--) {
-			int32_t t = live[j];
-			live[j] = live[j - 1];
-			live[j - 1] = t;
-		}
-	for (int32_t p = 0; p < n_parts; p++) {
-		int32_t start = (first_partition + p) % n;
-		for (int r = 0; r < rf; r++)
-			replicas[p * rf + r] = live[(start + r) % n];
-	}
+	if (placement_assign(live, n, n_parts, rf, first_partition, replicas))
+		return TM_ERR_INVALID_REPLICATION_FACTOR;
 	return TM_ERR_NONE;
 }
 
