@@ -1,13 +1,15 @@
 """Fault-injection toolkit for the replication tests: a producer that writes
-continuously with acks=all and records every acknowledgement, a reader that
-reads a topic back to its high watermarks, and a checker that compares the two.
+continuously with acks=all and records every acknowledgement, a consumer
+that tails the topic meanwhile, a reader that reads a topic back to its high
+watermarks, checkers that compare them, and network cuts (NetCut, below).
 
     w = AckedWriter(bootstrap, topic, partitions=3, run_id="seed-7")
-    w.start()                      # background thread, a record every interval_s
+    t = TailReader(bootstrap, topic, range(3))
+    w.start(); t.start()           # background threads
     ... kill -9 / SIGSTOP / restart nodes ...
-    w.stop()                       # stops producing, flushes, joins the thread
+    w.stop(); t.stop()             # stops producing (flushes) and tailing
     log = read_back(bootstrap, topic, range(3))
-    problems = check(w.acks, log)  # [] when nothing acknowledged was lost or doubled
+    problems = check(w.acks, log) + check_reads(t.reads, log)   # [] when all is well
 
 What the checker holds a broker to (Kafka's promise for acks=all with an
 idempotent producer and no unclean election):
@@ -30,6 +32,10 @@ nothing about them, so they are counted, not judged.
 Value layout: b"<run_id>:<sequence, 8 decimal digits>:<padding>", unique per
 record, so a value identifies the record it came from.
 """
+import ctypes
+import os
+import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -320,7 +326,8 @@ def check_reads(reads, log):
     Returns a list of problems."""
     problems = []
     at = {(p, r.offset): r.value for p, recs in log.items() for r in recs}
-    phantom = ["p%d@%d %r (log has %r)" % (r.partition, r.offset, r.value[:24], (at.get((r.partition, r.offset)) or b"")[:24])
+    phantom = ["p%d@%d %r (log has %r)" % (r.partition, r.offset, r.value[:24],
+                                           (at.get((r.partition, r.offset)) or b"")[:24])
                for r in reads if at.get((r.partition, r.offset)) != r.value]
     if phantom:
         problems.append("records a consumer read that the log does not keep: %d, first %s"
@@ -410,11 +417,6 @@ def check(acks, log, run_id=None):
 # cgroup, still reach every broker.  Needs root, ip, iptables with the
 # cgroup match, and a writable cgroup2 mount.
 
-import ctypes
-import os
-import shutil
-import subprocess
-
 CLONE_NEWNET = 0x40000000
 CGROUP2_CANDIDATES = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
 CUT_CHAIN = "TM-CUT"
@@ -422,7 +424,7 @@ CUT_CHAIN = "TM-CUT"
 
 def _cgroup2_root():
     for d in CGROUP2_CANDIDATES:
-        if os.path.exists(os.path.join(d, "cgroup.procs")) and os.path.exists(os.path.join(d, "cgroup.subtree_control")):
+        if all(os.path.exists(os.path.join(d, f)) for f in ("cgroup.procs", "cgroup.subtree_control")):
             return d
     return None
 

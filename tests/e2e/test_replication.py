@@ -22,8 +22,9 @@ import pytest
 
 import rawkafka
 from cluster import (ERR_FENCED_LEADER_EPOCH, ERR_NOT_ENOUGH_REPLICAS, ERR_NOT_LEADER_OR_FOLLOWER,
-                     ERR_REQUEST_TIMED_OUT, ERR_UNKNOWN_LEADER_EPOCH, Cluster, create_replicated, create_topic, fetch_v11, isr_whole,
-                     partition_states, produce_raw, wait_isr_whole, wait_leader_moved, wait_partitions)
+                     ERR_REQUEST_TIMED_OUT, ERR_UNKNOWN_LEADER_EPOCH, Cluster, create_replicated, create_topic,
+                     fetch_v11, isr_whole, partition_states, produce_raw, wait_isr_whole, wait_leader_moved,
+                     wait_partitions)
 from conftest import TARGET
 from tmhelp import QUIET, consume, kafka_tool, produce, unique_topic, watermarks
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -83,7 +84,8 @@ def bootstrap(c, nodes=None):
     return ",".join(n.bootstrap for n in (nodes or c.nodes.values()))
 
 
-_DESCRIBE_RE = re.compile(r"Topic: (\S+)\s+Partition: (\d+)\s+Leader: (-?\d+|none)\s+Replicas: ([\d,]*)\s+Isr: ([\d,]*)")
+_DESCRIBE_RE = re.compile(r"Topic: (\S+)\s+Partition: (\d+)\s+Leader: (-?\d+|none)\s+"
+                          r"Replicas: ([\d,]*)\s+Isr: ([\d,]*)")
 
 
 def describe(bootstrap_server, topic=None, *flags):
