@@ -341,6 +341,10 @@ def test_min_insync_replicas_refuses_acks_all_while_a_follower_is_paused(make_cl
     assert sorted(r[1] for r in rows) == [0, 1], "--under-replicated-partitions with %d paused:\n%s" % (paused, text)
     for r in rows:
         assert paused not in r[4] and len(r[3]) == 3, text
+    # Two in-sync replicas against min.insync.replicas=3 (read from the
+    # topic's config by the tool).
+    rows, text = describe(bootstrap(c, live), topic, "--under-min-isr-partitions")
+    assert sorted(r[1] for r in rows) == [0, 1], "--under-min-isr-partitions with %d paused:\n%s" % (paused, text)
 
     c.node(paused).sigcont()
     whole = wait_isr_whole(c, topic, ISR_WAIT_S)
