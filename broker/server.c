@@ -16,8 +16,9 @@
  * allocation (the request's decoded fields point into it); a response body
  * of CONN_BODY_REF_MIN_BYTES or more is handed to the output evbuffer by
  * reference, not copied.  One read or write callback moves up to
- * CONN_IO_MAX_SINGLE bytes; on a plaintext connection the rest of a large
- * frame is read with one readv (conn_read_rest), not libevent's 4 KiB steps.  server_start() fixes glibc's heap thresholds
+ * CONN_IO_MAX_SINGLE bytes; on a plaintext connection a large frame is read
+ * from the socket straight into its own buffer (conn_fill_pending), not in
+ * libevent's 4 KiB steps through the input evbuffer.  server_start() fixes glibc's heap thresholds
  * so these large buffers reuse freed heap instead of faulting in fresh pages
  * (server_tune_heap, docs/benchmarks.md).
  */
@@ -37,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "broker/tls.h"
@@ -58,8 +58,9 @@
 /* Bytes one read or write callback of a connection moves at most (libevent's
  * default is 16 KiB: a 1 MiB produce or fetch took 64 loop turns). */
 #define CONN_IO_MAX_SINGLE (1 << 20)
-/* conn_read_rest reads on by itself only for at least this much of a frame. */
-#define CONN_READ_REST_MIN 4096
+/* A plaintext frame with at least this much still to come is read into its
+ * own buffer (conn_fill_pending); a smaller one through the input evbuffer. */
+#define CONN_READ_DIRECT_MIN 4096
 
 struct tm_conn {
 	struct tm_conn *prev, *next;  /* the broker's connections */
@@ -69,6 +70,8 @@ struct tm_conn {
 	struct tm_req *head, *tail;   /* in-order queue of requests */
 	int inflight;
 	size_t inflight_bytes;        /* frame bytes of the requests in the queue */
+	uint8_t *pend;                /* a frame being read into its own buffer, or NULL */
+	size_t pend_len, pend_have;
 	int busy;                     /* >0 while conn_read_cb runs: frees are deferred */
 	bool closing;                 /* close once the queue's output is written */
 	bool dead;                    /* free as soon as not busy */
@@ -113,6 +116,7 @@ static void conn_free(struct tm_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	c->b->conn_count--;
+	free(c->pend);
 	free(c);
 }
 
@@ -209,6 +213,8 @@ static void conn_flush_queue(struct tm_conn *c)
 static bool conn_has_frame(struct tm_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
+	if (c->pend)
+		return evbuffer_get_length(in) > 0; /* more of the frame being read */
 	uint8_t lenb[4];
 	if (evbuffer_copyout(in, lenb, 4) < 4)
 		return false;
@@ -260,41 +266,31 @@ void req_fail_decode(struct tm_req *req)
 
 /* libevent 2.1 reads a socket at most 4 KiB per readv (EVBUFFER_MAX_READ,
  * whatever the bufferevent's read limit), with a FIONREAD ioctl before each:
- * a 1 MiB produce was 256 readv, 256 ioctl and 256 loop turns.  On a
- * plaintext connection waiting for the rest of a frame of `frame` bytes,
- * this reads what the socket holds of it (up to CONN_IO_MAX_SINGLE) with one
- * readv straight into the input evbuffer.  Errors and end of file are left
- * for libevent's next read to report. */
-static void conn_read_rest(struct tm_conn *c, struct evbuffer *in, size_t frame)
+ * a 1 MiB produce was 256 readv, 256 ioctl and 256 loop turns, and then one
+ * more copy out of the evbuffer.  So on a plaintext connection a frame with
+ * at least CONN_READ_DIRECT_MIN bytes still to come gets its own buffer at
+ * once (c->pend): what the input evbuffer holds of it is moved there, and
+ * the rest is read from the socket straight into it, as much as the socket
+ * holds per call.  End of file and errors are left for libevent's next read
+ * to report.  Returns true when the frame is whole. */
+static bool conn_fill_pending(struct tm_conn *c, struct evbuffer *in)
 {
-	size_t have = evbuffer_get_length(in);
-	if (c->listener->security == TM_SEC_SSL || have >= frame || frame - have < CONN_READ_REST_MIN)
-		return;
-	size_t want = frame - have < CONN_IO_MAX_SINGLE ? frame - have : CONN_IO_MAX_SINGLE;
-	/* libevent freezes the input's end outside its own reads; thaw it for
-	 * this one, as its own read does. */
-	evbuffer_unfreeze(in, 0);
-	struct evbuffer_iovec v[2];
-	int n = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
-	if (n <= 0) {
-		evbuffer_freeze(in, 0);
-		return;
+	size_t need = c->pend_len - c->pend_have;
+	size_t avail = evbuffer_get_length(in);
+	if (avail > 0) {
+		size_t n = avail < need ? avail : need;
+		evbuffer_remove(in, c->pend + c->pend_have, n);
+		c->pend_have += n;
+		need -= n;
 	}
-	struct iovec iov[2];
-	int k = 0;
-	for (size_t left = want; k < n && left > 0; k++) {
-		iov[k].iov_base = v[k].iov_base;
-		iov[k].iov_len = v[k].iov_len < left ? v[k].iov_len : left;
-		left -= iov[k].iov_len;
+	if (need > 0) {
+		ssize_t got = read(bufferevent_getfd(c->bev), c->pend + c->pend_have, need);
+		if (got > 0) {
+			c->pend_have += (size_t)got;
+			need -= (size_t)got;
+		}
 	}
-	ssize_t got = readv(bufferevent_getfd(c->bev), iov, k);
-	int used = 0;
-	for (size_t rest = got > 0 ? (size_t)got : 0; used < k && rest > 0; used++) {
-		v[used].iov_len = rest < iov[used].iov_len ? rest : iov[used].iov_len;
-		rest -= v[used].iov_len;
-	}
-	evbuffer_commit_space(in, v, used);
-	evbuffer_freeze(in, 0);
+	return need == 0;
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)
@@ -304,42 +300,66 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	c->busy++;
 	while (!c->closing && !c->dead && conn_may_take(c)) {
-		uint8_t lenb[4];
-		if (evbuffer_copyout(in, lenb, 4) < 4)
-			break;
-		int32_t len = (int32_t)tm_load_be32(lenb);
-		if (len < 8 || len > b->cfg.socket_request_max_bytes) {
-			tm_warn("server", "connection %s: request frame of %d bytes is outside [8, socket.request.max.bytes=%d]; closing",
-				c->peer, len, b->cfg.socket_request_max_bytes);
-			c->dead = true;
-			break;
+		uint8_t *frame;
+		size_t len;
+		if (c->pend) {
+			if (!conn_fill_pending(c, in))
+				break;
+			frame = c->pend;
+			len = c->pend_len;
+			c->pend = NULL;
+		} else {
+			uint8_t lenb[4];
+			if (evbuffer_copyout(in, lenb, 4) < 4)
+				break;
+			int32_t l32 = (int32_t)tm_load_be32(lenb);
+			if (l32 < 8 || l32 > b->cfg.socket_request_max_bytes) {
+				tm_warn("server", "connection %s: request frame of %d bytes is outside [8, socket.request.max.bytes=%d]; closing",
+					c->peer, l32, b->cfg.socket_request_max_bytes);
+				c->dead = true;
+				break;
+			}
+			len = (size_t)l32;
+			size_t have = evbuffer_get_length(in);
+			bool tls = c->listener->security == TM_SEC_SSL;
+			if (!tls && have < len + 4 && len + 4 - have >= CONN_READ_DIRECT_MIN) {
+				if (!(c->pend = malloc(len))) {
+					tm_error("server", "connection %s: out of memory for a %zu-byte request; closing", c->peer, len);
+					c->dead = true;
+					break;
+				}
+				c->pend_len = len;
+				c->pend_have = 0;
+				evbuffer_drain(in, 4);
+				continue;
+			}
+			if (have < len + 4) {
+				/* TLS: wake only when the whole frame is buffered. */
+				if (tls)
+					bufferevent_setwatermark(bev, EV_READ, len + 4, 0);
+				break;
+			}
+			bufferevent_setwatermark(bev, EV_READ, 0, 0);
+			if (!(frame = malloc(len))) {
+				tm_error("server", "connection %s: out of memory for a %zu-byte request; closing", c->peer, len);
+				c->dead = true;
+				break;
+			}
+			evbuffer_drain(in, 4);
+			evbuffer_remove(in, frame, len);
 		}
-		if (evbuffer_get_length(in) < (size_t)len + 4)
-			conn_read_rest(c, in, (size_t)len + 4);
-		if (evbuffer_get_length(in) < (size_t)len + 4) {
-			/* Wake only when the whole frame is buffered (plaintext:
-			 * at every read, so that conn_read_rest reads on). */
-			if (c->listener->security == TM_SEC_SSL)
-				bufferevent_setwatermark(bev, EV_READ, (size_t)len + 4, 0);
-			break;
-		}
-		bufferevent_setwatermark(bev, EV_READ, 0, 0);
 		struct tm_req *r = calloc(1, sizeof(*r));
-		uint8_t *frame = malloc((size_t)len);
-		if (!r || !frame) {
-			free(r);
+		if (!r) {
 			free(frame);
-			tm_error("server", "connection %s: out of memory for a %d-byte request; closing", c->peer, len);
+			tm_error("server", "connection %s: out of memory for a %zu-byte request; closing", c->peer, len);
 			c->dead = true;
 			break;
 		}
-		evbuffer_drain(in, 4);
-		evbuffer_remove(in, frame, (size_t)len);
 		b->metrics.request_bytes += (uint64_t)len + 4;
 		r->b = b;
 		r->conn = c;
 		r->frame = frame;
-		r->frame_len = (size_t)len;
+		r->frame_len = len;
 		r->arrival_ms = tm_mono_ms();
 		r->listener_name = c->listener->name;
 		memcpy(r->peer_host, c->peer_host, sizeof(r->peer_host));
