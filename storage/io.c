@@ -16,8 +16,9 @@
  * The synchronous fallback.  Where io_uring cannot be set up — a container's
  * seccomp profile (Docker, Podman, RuntimeDefault) blocks io_uring_setup,
  * kernel.io_uring_disabled is 1 or 2, an old kernel, gVisor — io_new gets
- * -ENOSYS, -EPERM or -EACCES, logs one warning per process, and the ring
- * runs without the kernel queue (TIDEMARK_IO=sync forces this, for tests).
+ * -ENOSYS, -EPERM or -EACCES, or a ring that lacks an opcode used here or
+ * cannot complete a NOP; it logs one warning per process, and the ring runs
+ * without the kernel queue (TIDEMARK_IO=sync forces this, for tests).
  * Operations still queue in the pending FIFO; io_flush() performs them in
  * order with pwritev / pread / fdatasync on the calling thread, each to the
  * end (short transfers continued, -EINTR / -EAGAIN retried at most
@@ -110,9 +111,51 @@ static void io_warn_fallback(const char *why)
 	if (atomic_exchange(&warned, true))
 		return;
 	tm_warn("storage", "io_uring is not available here (%s): storage falls back to synchronous "
-		"pread/pwritev/fdatasync on the event loop; throughput is lower; allow io_uring "
-		"(e.g. the container's seccomp profile, kernel.io_uring_disabled=0) for full speed",
-		why);
+		"pread/pwritev/fdatasync on the event loop, so every wait for the disk (fsync, reads "
+		"not in the page cache) stalls all clients; allow io_uring (the container's seccomp "
+		"profile, kernel.io_uring_disabled=0) for full speed", why);
+}
+
+/* Whether a ring that io_uring_setup gave us can do Tidemark's work: the
+ * kernel knows every opcode used here (IORING_OP_READ came with 5.6; 5.1-5.5
+ * set up rings whose reads fail with -EINVAL), and io_uring_enter is allowed
+ * (a seccomp profile may block it while allowing setup).  One NOP, waited
+ * for before the eventfd is registered, so nothing is signalled.  false with
+ * the reason in `why`. */
+static bool uring_usable(struct io_uring *ring, char *why, size_t cap)
+{
+	struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+	if (!probe) {
+		/* liburing keeps the errno to itself here */
+		snprintf(why, cap, "io_uring_register cannot list the ring's operations: Linux "
+			 "before 5.6, or the call is blocked");
+		return false;
+	}
+	static const int ops[] = { IORING_OP_WRITEV, IORING_OP_READ, IORING_OP_FSYNC,
+				   IORING_OP_NOP };
+	bool ok = true;
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		ok = ok && io_uring_opcode_supported(probe, ops[i]);
+	io_uring_free_probe(probe);
+	if (!ok) {
+		snprintf(why, cap, "the kernel's io_uring lacks read/writev/fsync (Linux 5.6+ needed)");
+		return false;
+	}
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	TM_ASSERT(sqe != NULL);
+	io_uring_prep_nop(sqe);
+	/* a NOP completes inside io_uring_enter: no timeout needed (and none
+	 * wanted: before 5.11 liburing would add a timeout SQE of its own) */
+	int err = io_uring_submit_and_wait(ring, 1);
+	struct io_uring_cqe *cqe;
+	if (err >= 0)
+		err = io_uring_peek_cqe(ring, &cqe);
+	if (err < 0) {
+		snprintf(why, cap, "io_uring_enter: %s", strerror(-err));
+		return false;
+	}
+	io_uring_cqe_seen(ring, cqe);
+	return true;
 }
 
 int io_new(unsigned entries, struct tm_io **out)
@@ -128,15 +171,21 @@ int io_new(unsigned entries, struct tm_io **out)
 		io->sync = true;
 	} else {
 		err = io_uring_queue_init(entries, &io->ring, 0);
+		char why[128];
 		if (err < 0 && io_uring_unavailable(err)) {
-			char why[128];
 			snprintf(why, sizeof(why), "io_uring_setup: %s", strerror(-err));
 			io_warn_fallback(why);
 			io->sync = true;
+			err = 0;
 		} else if (err < 0) {
-			tm_error("storage", "io_uring_queue_init(%u) failed: %s; Tidemark needs io_uring "
-				 "(Linux 5.6+, and kernel.io_uring_disabled=0)", entries, strerror(-err));
+			tm_error("storage", "io_uring_queue_init(%u) failed: %s (before Linux 5.12 the "
+				 "ring counts against the locked-memory limit: raise ulimit -l)", entries,
+				 strerror(-err));
 			goto err_free;
+		} else if (!uring_usable(&io->ring, why, sizeof(why))) {
+			io_uring_queue_exit(&io->ring);
+			io_warn_fallback(why);
+			io->sync = true;
 		}
 	}
 	io->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

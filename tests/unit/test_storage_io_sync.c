@@ -3,9 +3,9 @@
  * ring Tidemark runs on where io_uring is not allowed (container seccomp
  * profiles, kernel.io_uring_disabled, old kernels, gVisor).  main() sets
  * TIDEMARK_IO=sync before any ring exists, so every ring here (and the
- * partition logs on top, through storage/log.h) runs the fallback; one case
- * instead blocks io_uring_setup with a seccomp filter, the way a container
- * runtime does, and checks that io_new falls back by itself.
+ * partition logs on top, through storage/log.h) runs the fallback; some cases
+ * instead block io_uring's system calls with a seccomp filter, the way a
+ * container runtime does, and check that io_new falls back by itself.
  *
  * What must hold as with io_uring: callbacks never run from the function
  * that started the operation, only from io_process_completions()/io_wait();
@@ -416,14 +416,15 @@ END_TEST
 
 /* ---- io_uring blocked the way a container runtime blocks it --------------- */
 
-/* Makes io_uring_setup fail with `err`, as Docker's and Podman's default
- * seccomp profiles (EPERM) or gVisor (ENOSYS) do.  The filter matches the
- * system call number only: enough inside this test's own process. */
-static int block_io_uring_setup(int err)
+/* Makes system call `nr` fail with `err`, as Docker's and Podman's default
+ * seccomp profiles (EPERM) or gVisor (ENOSYS) do to io_uring_setup.  The
+ * filter matches the system call number only: enough inside this test's
+ * own process. */
+static int block_syscall(long nr, int err)
 {
 	struct sock_filter prog[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
@@ -437,12 +438,12 @@ static int block_io_uring_setup(int err)
 
 /* Child: blocks io_uring, makes two rings, writes and reads through one.
  * Exit codes: 0 ok, 2 seccomp unavailable, 10+ the failing step. */
-static void blocked_child(int err, int log_fd)
+static void blocked_child(long nr, int err, int log_fd)
 {
 	unsetenv("TIDEMARK_IO");
 	dup2(log_fd, STDERR_FILENO);
 	tm_log_min_level = TM_LOG_WARN;
-	if (block_io_uring_setup(err) != 0)
+	if (block_syscall(nr, err) != 0)
 		_exit(2);
 	struct tm_io *io, *io2;
 	if (io_new(64, &io) != 0)
@@ -474,7 +475,8 @@ static void blocked_child(int err, int log_fd)
 	_exit(0);
 }
 
-static void blocked_case(int err)
+/* err_named: the warning can name the errno (liburing's probe hides it). */
+static void blocked_case(long nr, const char *what, int err, bool err_named)
 {
 	char logpath[] = "/tmp/tidemark-io-log-XXXXXX";
 	int log_fd = mkstemp(logpath);
@@ -484,18 +486,18 @@ static void blocked_case(int err)
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
-		blocked_child(err, log_fd);
+		blocked_child(nr, err, log_fd);
 	int status = 0;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status), "child died: status %d (errno %d)", status, err);
+	ck_assert_msg(WIFEXITED(status), "child died: status %d (%s, errno %d)", status, what, err);
 	if (WEXITSTATUS(status) == 2) {
-		fprintf(stderr, "seccomp filters unavailable here; blocked-io_uring case (errno %d) not run\n",
-			err);
+		fprintf(stderr, "seccomp filters unavailable here; blocked %s case (errno %d) not run\n",
+			what, err);
 		close(log_fd);
 		return;
 	}
-	ck_assert_msg(WEXITSTATUS(status) == 0, "child failed at step %d (errno %d)",
-		      WEXITSTATUS(status), err);
+	ck_assert_msg(WEXITSTATUS(status) == 0, "child failed at step %d (%s, errno %d)",
+		      WEXITSTATUS(status), what, err);
 	char log[4096] = { 0 };
 	ssize_t n = pread(log_fd, log, sizeof(log) - 1, 0);
 	close(log_fd);
@@ -504,19 +506,33 @@ static void blocked_case(int err)
 	ck_assert_msg(first != NULL, "no fallback warning in: %s", log);
 	ck_assert_msg(strstr(first + 1, "io_uring is not available here") == NULL,
 		      "the warning must appear once: %s", log);
-	ck_assert_msg(strstr(log, strerror(err)) != NULL, "the warning names the cause: %s", log);
+	ck_assert_msg((!err_named || strstr(log, strerror(err)) != NULL) && strstr(log, what) != NULL,
+		      "the warning names the cause (%s: %s): %s", what, strerror(err), log);
 	ck_assert_msg(strstr(log, "ERROR") == NULL, "no error logged: %s", log);
 }
 
 START_TEST(test_io_new_falls_back_when_seccomp_returns_eperm)
 {
-	blocked_case(EPERM);
+	blocked_case(__NR_io_uring_setup, "io_uring_setup", EPERM, true);
 }
 END_TEST
 
 START_TEST(test_io_new_falls_back_when_io_uring_setup_is_enosys)
 {
-	blocked_case(ENOSYS);
+	blocked_case(__NR_io_uring_setup, "io_uring_setup", ENOSYS, true);
+}
+END_TEST
+
+/* A profile that allows setting a ring up but not using it. */
+START_TEST(test_io_new_falls_back_when_io_uring_enter_is_blocked)
+{
+	blocked_case(__NR_io_uring_enter, "io_uring_enter", EPERM, true);
+}
+END_TEST
+
+START_TEST(test_io_new_falls_back_when_io_uring_register_is_blocked)
+{
+	blocked_case(__NR_io_uring_register, "io_uring_register", EPERM, false);
 }
 END_TEST
 
@@ -740,6 +756,8 @@ int main(void)
 	tcase_add_test(tc, test_sync_free_waits_for_operations_in_flight);
 	tcase_add_test(tc, test_io_new_falls_back_when_seccomp_returns_eperm);
 	tcase_add_test(tc, test_io_new_falls_back_when_io_uring_setup_is_enosys);
+	tcase_add_test(tc, test_io_new_falls_back_when_io_uring_enter_is_blocked);
+	tcase_add_test(tc, test_io_new_falls_back_when_io_uring_register_is_blocked);
 	suite_add_tcase(s, tc);
 	TCase *tl = tcase_create("log");
 	tcase_set_timeout(tl, 60);
