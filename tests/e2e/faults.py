@@ -189,27 +189,31 @@ class AckedWriter:
         return self.unflushed
 
     def unavailability(self, partition, t_fault, until):
-        """The longest silence in `partition`'s acknowledgements between
-        the last one before t_fault and `until` (a time by which they had
-        resumed): (last ack before the gap, first ack after it), or None
-        when there was no ack on one side.  Acknowledgements the old leader
-        sent just before a fault may be reported just after it, so the gap,
-        not the first ack after the fault, marks when the new leader began
-        acknowledging."""
+        """longest_silence() of `partition`'s acknowledgements."""
         with self.lock:
-            times = sorted(a.t for a in self.acks if a.partition == partition and a.t <= until)
-        before = [t for t in times if t <= t_fault]
-        if not before or len(times) == len(before):
-            return None
-        times = times[len(before) - 1:]
-        gap = max(zip(times, times[1:]), key=lambda ab: ab[1] - ab[0])
-        return gap
+            times = [a.t for a in self.acks if a.partition == partition]
+        return longest_silence(times, t_fault, until)
 
     def summary(self):
         with self.lock:
             return "sent %d, acknowledged %d, failed %d%s, unflushed %d" % (
                 self.sent, len(self.acks), len(self.failed),
                 " (first: %s)" % self.failed[0][1] if self.failed else "", self.unflushed)
+
+
+def longest_silence(times, t_fault, until):
+    """The longest gap between acknowledgement times from the last one
+    before t_fault up to `until` (a time by which they had resumed): (last
+    ack before the gap, first ack after it), or None when there was no ack
+    on one side.  Acknowledgements the old leader sent just before a fault
+    may be reported just after it, so the gap, not the first ack after the
+    fault, marks when the new leader began acknowledging."""
+    times = sorted(t for t in times if t <= until)
+    before = [t for t in times if t <= t_fault]
+    if not before or len(times) == len(before):
+        return None
+    times = times[len(before) - 1:]
+    return max(zip(times, times[1:]), key=lambda ab: ab[1] - ab[0])
 
 
 class Rec:
