@@ -278,7 +278,8 @@ def run_plan(c, seed, plan, rng, net=None):
     sc.tail.start()
     problems = []
     try:
-        w.wait_acks(200, 20)
+        for p in range(PARTITIONS):  # every partition acknowledges before the first fault
+            w.wait_acks(50, 20, partition=p)
         for fault, partition in plan:
             getattr(sc, fault)(partition)
             wait_isr_whole(c, topic, RECOVER_S)
@@ -371,7 +372,8 @@ def test_leader_cut_off_from_its_peers_loses_nothing(netcut, victim_role):
         sc.tail.start()
         problems = []
         try:
-            w.wait_acks(200, 20)
+            for p in range(PARTITIONS):
+                w.wait_acks(50, 20, partition=p)
             v = c.node(victim)
             peers = [n for n in c.nodes.values() if n.node_id != victim]
             t = time.time()
