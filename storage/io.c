@@ -53,7 +53,7 @@
 #define IO_RETRY_MAX 100
 
 struct io_op {
-	struct io_op *next; /* pending FIFO link */
+	struct io_op *next; /* pending FIFO link (fallback: also the completed FIFO) */
 	struct tm_io *io;
 	enum io_op_kind kind;
 	int fd;
@@ -146,7 +146,10 @@ static bool uring_usable(struct io_uring *ring, char *why, size_t cap)
 	io_uring_prep_nop(sqe);
 	/* a NOP completes inside io_uring_enter: no timeout needed (and none
 	 * wanted: before 5.11 liburing would add a timeout SQE of its own) */
-	int err = io_uring_submit_and_wait(ring, 1);
+	int err;
+	do
+		err = io_uring_submit_and_wait(ring, 1);
+	while (err == -EINTR);
 	struct io_uring_cqe *cqe;
 	if (err >= 0)
 		err = io_uring_peek_cqe(ring, &cqe);
