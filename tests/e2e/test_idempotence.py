@@ -32,11 +32,19 @@ def check_exactly_once(values, acked, label):
     assert not missing, "%s: acknowledged but missing %r" % (label, missing[:20])
 
 
-def verifiable_producer(bootstrap, topic, count, throughput):
+def idempotent_config(tmp_path):
+    """kafka-verifiable-producer sets retries=0, which turns the Java
+    producer's idempotence off; this file turns it back on."""
+    path = tmp_path / "idempotent-producer.properties"
+    path.write_text("enable.idempotence=true\nretries=2147483647\nacks=all\n")
+    return str(path)
+
+
+def verifiable_producer(bootstrap, topic, count, throughput, config):
     cmd = (["java"] + JAVA_CLI_OPTS + ["-cp", java_classpath(), KAFKA_TOOL_CLASSES["kafka-verifiable-producer"],
                                         "--bootstrap-server", bootstrap, "--topic", topic,
                                         "--max-messages", str(count), "--throughput", str(throughput),
-                                        "--acks", "-1"])
+                                        "--acks", "-1", "--producer.config", config])
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -53,11 +61,11 @@ def acked_values(stdout):
     return acked, failed
 
 
-def test_java_idempotent_producer_writes_each_record_once(broker):
+def test_java_idempotent_producer_writes_each_record_once(broker, tmp_path):
     topic = unique_topic("idem-java")
     create_topic(broker.bootstrap, topic)
     p = kafka_tool("kafka-verifiable-producer", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                   "--max-messages", "500", "--acks", "-1")
+                   "--max-messages", "500", "--acks", "-1", "--producer.config", idempotent_config(tmp_path))
     acked, failed = acked_values(p.stdout)
     assert not failed and len(acked) == 500, p.stdout[-2000:]
     values = stored_values(broker.bootstrap, topic)
@@ -82,11 +90,11 @@ def test_confluent_idempotent_producer_writes_each_record_once(broker):
     check_exactly_once(values, acked, "confluent")
 
 
-def test_java_idempotent_producer_across_broker_restart(fresh_broker):
+def test_java_idempotent_producer_across_broker_restart(fresh_broker, tmp_path):
     b = fresh_broker
     topic = unique_topic("idem-java-restart")
     create_topic(b.bootstrap, topic)
-    proc = verifiable_producer(b.bootstrap, topic, 3000, 500)
+    proc = verifiable_producer(b.bootstrap, topic, 3000, 500, idempotent_config(tmp_path))
     try:
         time.sleep(3)
         b.restart()
