@@ -483,10 +483,11 @@ int node_run(const struct tm_config *cfg)
 	}
 	rc = io_new(1024, &b->io);
 	if (rc) {
-		tm_error("node", "cannot set up io_uring: %s; Tidemark needs Linux 5.6+ with io_uring enabled "
-			 "(containers: allow io_uring syscalls in the seccomp profile)", strerror(-rc));
+		tm_error("node", "cannot set up storage I/O: %s%s", strerror(-rc),
+			 rc == -ENOMEM ? " (raise the locked-memory limit, ulimit -l, for the io_uring ring)" : "");
 		goto err_base;
 	}
+	tm_info("node", "storage I/O: %s", io_is_uring(b->io) ? "io_uring" : "synchronous fallback (io_uring unavailable)");
 	b->io_ev = event_new(b->base, io_event_fd(b->io), EV_READ | EV_PERSIST, io_cb, b);
 	event_add(b->io_ev, NULL);
 
