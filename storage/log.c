@@ -48,7 +48,13 @@
 #define LOG_CLEAN_FILE ".tidemark_cleanshutdown"
 #define LOG_META_FILE "partition.metadata"
 #define CHAIN_IOV_MAX 64
-#define CHAIN_BYTES_MAX (8 << 20)
+/* Bytes per write chain.  A chain without an fsync stays small: the ring's
+ * worker copies it into the page cache while the bytes are still in the CPU
+ * cache from the append (with 8 MiB chains that copy cost 3x as much per
+ * byte under workload 1, docs/benchmarks.md).  A chain that ends in an fsync
+ * takes more, so one fsync covers more appends (group commit). */
+#define CHAIN_BYTES_MAX (1 << 20)
+#define CHAIN_FSYNC_BYTES_MAX (8 << 20)
 #define LOG_SEGMENTS_MAX (1 << 20)
 #define LOG_READ_HINTS 4
 
@@ -356,7 +362,8 @@ static void log_kick(struct log *l)
 	c->seg = l->staged_head->seg;
 	while (l->staged_head && l->staged_head->seg == c->seg) {
 		struct log_op *op = l->staged_head;
-		if (op->len > 0 && (n == CHAIN_IOV_MAX || (bytes > 0 && bytes + op->len > CHAIN_BYTES_MAX)))
+		size_t max = c->fsync || op->fsync ? CHAIN_FSYNC_BYTES_MAX : CHAIN_BYTES_MAX;
+		if (op->len > 0 && (n == CHAIN_IOV_MAX || (bytes > 0 && bytes + op->len > max)))
 			break;
 		l->staged_head = op->next;
 		if (!l->staged_head)
