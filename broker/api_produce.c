@@ -157,8 +157,10 @@ void api_produce(struct tm_req *req)
 			pp->r = r;
 			pp->p = p;
 			op->pending++;
-			partition_append(p, pd->records.ptr, (size_t)pd->records.len, in.acks == -1 ? -1 : 1, in.timeout_ms,
-					 produce_part_done, pp);
+			/* The request frame outlives every partition's callback (the
+			 * response waits for them all), so the log writes it in place. */
+			partition_append_inplace(p, (uint8_t *)pd->records.ptr, (size_t)pd->records.len,
+						 in.acks == -1 ? -1 : 1, in.timeout_ms, produce_part_done, pp);
 		}
 	}
 	produce_maybe_finish(op);

@@ -548,8 +548,9 @@ static void append_done(void *arg, int err)
 	free(op);
 }
 
-void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len, int acks, int32_t timeout_ms,
-		      partition_append_cb cb, void *arg)
+/* mutable_batches: the caller's own bytes, written in place (no copy). */
+static void append_common(struct tm_partition *p, uint8_t *mutable_batches, const uint8_t *batches, size_t len,
+			  int acks, int32_t timeout_ms, partition_append_cb cb, void *arg)
 {
 	int kerr = partition_leader_error(p);
 	if (kerr) {
@@ -570,14 +571,29 @@ void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len
 	op->timeout_ms = timeout_ms;
 	op->leader_epoch = p->leader_epoch;
 	int64_t now = tm_wall_ms();
-	int rc = log_append(p->log, batches, len, p->leader_epoch, p->topic->log_append_time ? now : -1, now,
-			    &op->res, append_done, op);
+	int64_t append_time = p->topic->log_append_time ? now : -1;
+	int rc = mutable_batches ? log_append_inplace(p->log, mutable_batches, len, p->leader_epoch, append_time, now,
+						      &op->res, append_done, op)
+				 : log_append(p->log, batches, len, p->leader_epoch, append_time, now, &op->res,
+					      append_done, op);
 	if (rc) {
 		op->res.kerr = TM_ERR_KAFKA_STORAGE_ERROR;
 		op->res.base_offset = -1;
 		cb(arg, TM_ERR_KAFKA_STORAGE_ERROR, &op->res);
 		free(op);
 	}
+}
+
+void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len, int acks, int32_t timeout_ms,
+		      partition_append_cb cb, void *arg)
+{
+	append_common(p, NULL, batches, len, acks, timeout_ms, cb, arg);
+}
+
+void partition_append_inplace(struct tm_partition *p, uint8_t *batches, size_t len, int acks, int32_t timeout_ms,
+			      partition_append_cb cb, void *arg)
+{
+	append_common(p, batches, batches, len, acks, timeout_ms, cb, arg);
 }
 
 /* ---- sync with the metadata image ------------------------------------------ */

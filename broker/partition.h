@@ -103,6 +103,12 @@ typedef void (*partition_append_cb)(void *arg, int kerr, const struct log_append
  * of an idempotent producer cb reports the original offsets. */
 void partition_append(struct tm_partition *p, const uint8_t *batches, size_t len, int acks, int32_t timeout_ms,
 		      partition_append_cb cb, void *arg);
+/* The same without the storage copy: the log writes the caller's bytes (it
+ * sets offsets and epochs in them), which must stay valid and untouched
+ * until cb has run (a produce request's frame does: it lives until the
+ * response). */
+void partition_append_inplace(struct tm_partition *p, uint8_t *batches, size_t len, int acks, int32_t timeout_ms,
+			      partition_append_cb cb, void *arg);
 
 void partition_wait(struct tm_partition *p, struct tm_waiter *w);
 void partition_wait_data(struct tm_partition *p, struct tm_waiter *w);
