@@ -4,6 +4,8 @@
  * follower reaches the high watermark, maximal ISR while a change is out.
  */
 #include <check.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "broker/isr.h"
@@ -173,6 +175,113 @@ START_TEST(test_replica_set_change_keeps_positions)
 }
 END_TEST
 
+/* Seeded simulation: a leader appending, followers fetching at random
+ * (never ahead of the leader, never backwards except after a restart),
+ * ISR changes proposed, committed or refused at random, with a fake clock.
+ * After every step: the HW never moves back, never passes the leader's log
+ * end, never passes a position an ISR member (committed or proposed) has
+ * reported; and once every member has reported the leader's end, the HW is
+ * there.  A failure names the seed and step. */
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void sim_one(uint64_t seed)
+{
+	uint64_t r = seed * 2654435761u + 1;
+	int32_t replicas[] = { 1, 2, 3, 4 };
+	int nrep = 2 + (int)(rng_next(&r) % 3);
+	struct isr_state s;
+	int64_t now = 0, leo = 0;
+	isr_begin(&s, 1, replicas, nrep, replicas, nrep, 0, 0, now);
+	int64_t pos[5] = { 0, 0, -1, -1, -1 }; /* what each follower last reported */
+	int64_t most[5] = { 0 };                /* the most each follower ever reported */
+	int64_t last_hw = s.hw;
+	for (int step = 0; step < 2000; step++) {
+		now += (int64_t)(rng_next(&r) % 200);
+		int what = (int)(rng_next(&r) % 10);
+		if (what < 3) {
+			leo += 1 + (int64_t)(rng_next(&r) % 5);
+		} else if (what < 8) {
+			int32_t id = 2 + (int32_t)(rng_next(&r) % (uint64_t)(nrep - 1));
+			int64_t at = pos[id] < 0 ? 0 : pos[id];
+			at += (int64_t)(rng_next(&r) % (uint64_t)(leo - at + 1));
+			s.leader_leo = leo;
+			if (isr_on_fetch(&s, id, at, now))
+				ck_abort_msg("seed %llu step %d: follower %d refused", (unsigned long long)seed, step, id);
+			pos[id] = at;
+			if (at > most[id])
+				most[id] = at;
+		} else if (what == 8) {
+			int32_t out[ISR_REPLICAS_MAX];
+			int n = (rng_next(&r) & 1) ? isr_shrink(&s, now, 1000, out) : isr_expand(&s, out);
+			if (n > 0) {
+				isr_propose(&s, out, n);
+				if (rng_next(&r) % 3 == 0)
+					isr_proposal_failed(&s);
+				else if (rng_next(&r) % 2 == 0)
+					isr_update(&s, replicas, nrep, out, n, now);
+			}
+		} else if (rng_next(&r) % 2) {
+			/* A new leadership of the same leader: followers unknown again. */
+			int32_t isr[ISR_REPLICAS_MAX];
+			int n = s.n_isr;
+			for (int i = 0; i < n; i++)
+				isr[i] = s.isr[i];
+			isr_begin(&s, 1, replicas, nrep, isr, n, leo, s.hw, now);
+			for (int i = 2; i < 5; i++)
+				pos[i] = -1;
+			for (int i = 2; i < 5; i++)
+				most[i] = s.hw; /* what they had before counts up to the HW only */
+		} else {
+			/* A follower restarts: its next fetch may come from further back. */
+			int32_t id = 2 + (int32_t)(rng_next(&r) % (uint64_t)(nrep - 1));
+			if (pos[id] > 0)
+				pos[id] = (int64_t)(rng_next(&r) % (uint64_t)pos[id]);
+		}
+		isr_update_hw(&s, leo);
+		/* Plain checks: Check's asserts cost a syscall each. */
+		if (s.hw < last_hw)
+			ck_abort_msg("seed %llu step %d: HW moved back %lld -> %lld", (unsigned long long)seed, step,
+				     (long long)last_hw, (long long)s.hw);
+		if (s.hw > leo)
+			ck_abort_msg("seed %llu step %d: HW %lld past the leader's end %lld", (unsigned long long)seed, step,
+				     (long long)s.hw, (long long)leo);
+		bool all_there = true;
+		for (int i = 0; i < s.n_f; i++) {
+			const struct isr_follower *f = &s.f[i];
+			bool member = isr_contains(&s, f->id);
+			for (int k = 0; k < s.n_proposed; k++)
+				member |= s.proposed[k] == f->id;
+			if (!member)
+				continue;
+			all_there &= f->leo == leo;
+			/* The HW may have been reached before a restart moved this follower back. */
+			/* Nothing above what a member ever reported can be committed. */
+			if (s.hw > most[f->id])
+				ck_abort_msg("seed %llu step %d: HW %lld above member %d's best %lld",
+					     (unsigned long long)seed, step, (long long)s.hw, f->id, (long long)most[f->id]);
+		}
+		if (all_there && s.hw != leo)
+			ck_abort_msg("seed %llu step %d: every member at %lld but HW %lld", (unsigned long long)seed, step,
+				     (long long)leo, (long long)s.hw);
+		last_hw = s.hw;
+	}
+}
+
+START_TEST(test_simulated_histories_keep_hw_invariants)
+{
+	const char *env = getenv("ISR_SIM_SEEDS");
+	int seeds = env ? atoi(env) : 500;
+	for (int i = 1; i <= seeds; i++)
+		sim_one((uint64_t)i);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("isr");
@@ -186,6 +295,7 @@ int main(void)
 	tcase_add_test(tc, test_expand_when_follower_reaches_hw);
 	tcase_add_test(tc, test_expand_needs_the_current_epoch);
 	tcase_add_test(tc, test_replica_set_change_keeps_positions);
+	tcase_add_test(tc, test_simulated_histories_keep_hw_invariants);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
