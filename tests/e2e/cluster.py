@@ -688,3 +688,32 @@ def create_replicated(c, name, partitions, replication, config=None, timeout_s=1
     return wait_partitions(c, name, timeout_s,
                            lambda s: len(s) == partitions and all(v["leader"] >= 0 for v in s.values()),
                            "%s: %d partitions with leaders" % (name, partitions))
+
+
+def clusters_for_a_test(defaults=None):
+    """The generator behind the tests' make_cluster fixtures:
+
+        @pytest.fixture
+        def make_cluster():
+            yield from clusters_for_a_test(FAST)
+
+    make(size=3, overrides=None, start=True) builds a Cluster whose settings
+    are `defaults` updated by `overrides`.  Afterwards a node that died on its
+    own fails the test with its log tail, and every cluster is stopped and
+    removed."""
+    made = []
+
+    def make(size=3, overrides=None, start=True):
+        c = Cluster(size, dict(defaults or {}, **(overrides or {})))
+        made.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    reports = [c.crash_report() for c in made]
+    for c in made:
+        c.cleanup()
+    reports = [r for r in reports if r]
+    if reports:
+        pytest.fail("\n\n".join(reports), pytrace=False)

@@ -240,12 +240,12 @@ def read_back(bootstrap, topic, partitions, timeout_s=60):
             lo, hi = _watermarks(c, topic, p, timeout_s)
             starts[p], ends[p] = lo, hi
         out = {p: [] for p in partitions}
-        todo = [p for p in partitions if ends[p] > starts[p]]
-        if not todo:
+        unread = [p for p in partitions if ends[p] > starts[p]]
+        if not unread:
             return out
-        c.assign([TopicPartition(topic, p, starts[p]) for p in todo])
+        c.assign([TopicPartition(topic, p, starts[p]) for p in unread])
         deadline = time.monotonic() + timeout_s
-        pending = set(todo)
+        pending = set(unread)
         while pending and time.monotonic() < deadline:
             for m in c.consume(1000, 0.5):
                 if m.error():

@@ -27,7 +27,7 @@ import time
 import pytest
 
 import rawkafka
-from cluster import Cluster, create_replicated, isr_whole, partition_states, wait_isr_whole, wait_partitions
+from cluster import clusters_for_a_test, create_replicated, isr_whole, partition_states, wait_isr_whole, wait_partitions
 from conftest import KAFKA_TOOL_CLASSES, TARGET
 from confluent_kafka.admin import AdminClient, NewTopic
 from tmhelp import consume, kafka_tool, produce, unique_topic
@@ -49,21 +49,8 @@ WAIT_S = 25
 
 @pytest.fixture
 def make_cluster():
-    made = []
-
-    def make(overrides=None, size=3):
-        c = Cluster(size, dict(FAST, **(overrides or {})))
-        made.append(c)
-        c.start()
-        return c
-
-    yield make
-    reports = [c.crash_report() for c in made]
-    for c in made:
-        c.cleanup()
-    reports = [r for r in reports if r]
-    if reports:
-        pytest.fail("\n\n".join(reports), pytrace=False)
+    """Clusters for one test (cluster.clusters_for_a_test)."""
+    yield from clusters_for_a_test(FAST)
 
 
 def bootstrap(c):
@@ -254,7 +241,7 @@ def test_unclean_election_picks_live_replica_outside_isr(make_cluster):
     # b leaves the ISR while paused (lag 2 s), a dies for good while b is
     # still paused; b comes back out of sync, so only an unclean election
     # gives the partition a leader.
-    c = make_cluster({"replica.lag.time.max.ms": "2000", "broker.session.timeout.ms": "8000"})
+    c = make_cluster(overrides={"replica.lag.time.max.ms": "2000", "broker.session.timeout.ms": "8000"})
     topic = unique_topic("elect-unclean")
     create_replicated(c, topic, 1, 2)
     st = wait_isr_whole(c, topic, WAIT_S)[0]
@@ -282,7 +269,7 @@ def test_unclean_election_picks_live_replica_outside_isr(make_cluster):
 
 # ---- automatic leader balance -------------------------------------------------------
 def test_auto_rebalance_moves_leadership_back(make_cluster):
-    c = make_cluster({"auto.leader.rebalance.enable": "true", "leader.imbalance.check.interval.seconds": "1"})
+    c = make_cluster(overrides={"auto.leader.rebalance.enable": "true", "leader.imbalance.check.interval.seconds": "1"})
     topic = unique_topic("elect-auto")
     create_replicated(c, topic, 3, 3)
     before = wait_isr_whole(c, topic, WAIT_S)
@@ -302,7 +289,7 @@ def test_auto_rebalance_moves_leadership_back(make_cluster):
 @pytest.mark.parametrize("who", ["follower-of-the-quorum", "active-controller"])
 def test_sigterm_moves_leadership_before_exit(make_cluster, who):
     # A long session: only the controlled shutdown can move leadership in time.
-    c = make_cluster({"broker.session.timeout.ms": "60000"})
+    c = make_cluster(overrides={"broker.session.timeout.ms": "60000"})
     topic = unique_topic("elect-shutdown")
     create_replicated(c, topic, 3, 3)
     wait_isr_whole(c, topic, WAIT_S)
@@ -328,7 +315,7 @@ def test_sigterm_moves_leadership_before_exit(make_cluster, who):
 
 
 def test_sigterm_without_an_answering_controller_stops_within_the_bound(make_cluster):
-    c = make_cluster({"broker.session.timeout.ms": "60000"})
+    c = make_cluster(overrides={"broker.session.timeout.ms": "60000"})
     topic = unique_topic("elect-shutdown-alone")
     create_replicated(c, topic, 1, 3)
     wait_isr_whole(c, topic, WAIT_S)
@@ -424,7 +411,7 @@ def test_reassignment_in_progress_is_listed_and_can_be_cancelled(make_cluster, t
     # A long session keeps it registered and unfenced: the tool checks the
     # target brokers against DescribeCluster first.  (A paused process would
     # do too, but clients then wait out their request timeouts on it.)
-    c = make_cluster({"broker.session.timeout.ms": "60000"})
+    c = make_cluster(overrides={"broker.session.timeout.ms": "60000"})
     topic = unique_topic("reassign-cancel")
     # Not the active controller, so the metadata quorum is untouched.
     controller, _ = c.wait_leader(10)

@@ -21,7 +21,7 @@ import time
 import pytest
 
 import rawkafka
-from cluster import (Cluster, create_partitions, create_topic, delete_topic, describe_quorum, metadata,
+from cluster import (clusters_for_a_test, Cluster, create_partitions, create_topic, delete_topic, describe_quorum, metadata,
                      metadata_log_batches, set_topic_config, topic_configs)
 from conftest import TARGET
 from tmhelp import admin, kafka_tool, unique_topic
@@ -36,25 +36,8 @@ FETCH_TIMEOUT_MS = 2000  # controller.quorum.fetch.timeout.ms default
 
 @pytest.fixture
 def make_cluster():
-    """Builds clusters for one test; after the test, a node that died on its
-    own fails the test with its log tail, and every cluster is stopped and
-    removed."""
-    made = []
-
-    def make(size=3, overrides=None, start=True):
-        c = Cluster(size, overrides)
-        made.append(c)
-        if start:
-            c.start()
-        return c
-
-    yield make
-    reports = [c.crash_report() for c in made]
-    for c in made:
-        c.cleanup()
-    reports = [r for r in reports if r]
-    if reports:
-        pytest.fail("\n\n".join(reports), pytrace=False)
+    """Clusters for one test (cluster.clusters_for_a_test)."""
+    yield from clusters_for_a_test()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import time
 import pytest
 
 import rawkafka
-from cluster import (ERR_FENCED_LEADER_EPOCH, ERR_NOT_ENOUGH_REPLICAS, ERR_NOT_LEADER_OR_FOLLOWER,
+from cluster import (clusters_for_a_test, ERR_FENCED_LEADER_EPOCH, ERR_NOT_ENOUGH_REPLICAS, ERR_NOT_LEADER_OR_FOLLOWER,
                      ERR_REQUEST_TIMED_OUT, ERR_UNKNOWN_LEADER_EPOCH, Cluster, create_replicated, create_topic,
                      fetch_v11, isr_whole, partition_states, produce_raw, wait_isr_whole, wait_leader_moved,
                      wait_partitions)
@@ -41,23 +41,8 @@ ISR_WAIT_S = 20  # bound for an ISR to become whole (catch up, AlterPartition, m
 
 @pytest.fixture
 def make_cluster():
-    """Builds clusters for one test; afterwards a node that died on its own
-    fails the test with its log tail, and every cluster is removed."""
-    made = []
-
-    def make(overrides=None, size=3):
-        c = Cluster(size, dict(FAST, **(overrides or {})))
-        made.append(c)
-        c.start()
-        return c
-
-    yield make
-    reports = [c.crash_report() for c in made]
-    for c in made:
-        c.cleanup()
-    reports = [r for r in reports if r]
-    if reports:
-        pytest.fail("\n\n".join(reports), pytrace=False)
+    """Clusters for one test (cluster.clusters_for_a_test)."""
+    yield from clusters_for_a_test(FAST)
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +349,7 @@ def test_consumers_never_read_above_the_high_watermark(make_cluster):
     records written with acks=1 sit above the high watermark: ListOffsets
     latest, a Fetch and a consumer all stop at the watermark until the
     follower resumes and copies them."""
-    c = make_cluster({"replica.lag.time.max.ms": "60000", "broker.session.timeout.ms": "60000"})
+    c = make_cluster(overrides={"replica.lag.time.max.ms": "60000", "broker.session.timeout.ms": "60000"})
     topic = unique_topic("repl-hw")
     states = create_rf3(c, topic, 1)
     wait_isr_whole(c, topic, ISR_WAIT_S)
@@ -409,7 +394,7 @@ def test_acks_all_retry_of_an_appended_batch_still_waits_for_the_isr(make_cluste
     ISR member: Kafka answers REQUEST_TIMED_OUT again, never success; once
     the followers resume, the retry succeeds at the first attempt's offset
     and the record is in the log once."""
-    c = make_cluster({"replica.lag.time.max.ms": "60000", "broker.session.timeout.ms": "60000"})
+    c = make_cluster(overrides={"replica.lag.time.max.ms": "60000", "broker.session.timeout.ms": "60000"})
     topic = unique_topic("repl-dup")
     states = create_rf3(c, topic, 1)
     wait_isr_whole(c, topic, ISR_WAIT_S)

@@ -32,7 +32,7 @@ import time
 import pytest
 
 import rawkafka
-from cluster import METADATA_TOPIC, Cluster, create_topic, describe_quorum, metadata
+from cluster import clusters_for_a_test, METADATA_TOPIC, create_topic, describe_quorum, metadata
 from conftest import TARGET
 from tmhelp import kafka_tool, unique_topic
 
@@ -55,21 +55,8 @@ SNAPSHOT_SETTINGS = {
 
 @pytest.fixture
 def make_cluster():
-    made = []
-
-    def make(size=3, overrides=None):
-        c = Cluster(size, overrides)
-        made.append(c)
-        c.start()
-        return c
-
-    yield make
-    reports = [c.crash_report() for c in made]
-    for c in made:
-        c.cleanup()
-    reports = [r for r in reports if r]
-    if reports:
-        pytest.fail("\n\n".join(reports), pytrace=False)
+    """Clusters for one test (cluster.clusters_for_a_test)."""
+    yield from clusters_for_a_test()
 
 
 # ---- helpers ----------------------------------------------------------------------
