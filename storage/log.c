@@ -11,8 +11,12 @@
  * chain starts only after the previous one completed, an fsync covers every
  * byte written before it (group commit), completions arrive in offset order,
  * and "written" and "flushed" advance monotonically.  A roll queues an
- * fsync-only op for the old segment, so older segments are durable before
- * any later fsync moves the flushed offset past them.
+ * fsync-only marker for the old segment; when the chains reach it (every
+ * write of that segment done) its fsync starts beside the next segment's
+ * chains instead of in front of them (a 1 GiB fsync takes seconds and would
+ * stall every append behind it).  The flushed offset stops at the oldest
+ * rolled segment whose fsync is still out, so older segments are durable
+ * before any later fsync moves it past them.
  *
  * Failure.  A write or fsync error (or ENOSPC) marks the log offline: that
  * chain's callbacks and every staged one get the errno, later calls fail
@@ -67,8 +71,19 @@ struct log_op {
 	int64_t pos;
 	int64_t end_offset; /* LEO once this op is applied */
 	bool fsync;
+	bool roll; /* the fsync of a rolled segment, run beside later chains */
 	log_append_cb cb; /* NULL for internal fsyncs */
 	void *arg;
+};
+
+/* A rolled segment's fsync in flight; they finish in any order, the flushed
+ * offset moves past one only when it and every older one are done. */
+struct log_roll_sync {
+	struct log_roll_sync *next;
+	struct log *l;
+	struct log_op *op; /* the roll marker: holds the segment */
+	bool done;
+	int err;
 };
 
 struct log_chain {
@@ -104,6 +119,8 @@ struct log {
 	int64_t now_ms; /* the latest clock reading a caller passed in */
 	struct log_op *staged_head, *staged_tail;
 	struct log_chain *chain;
+	struct log_roll_sync *rolls_head, *rolls_tail; /* oldest first */
+	int64_t synced_after; /* fsynced by chains while rolls were out */
 	unsigned reads_inflight;
 	/* where the last few reads ended (next offset -> segment position), so a
 	 * consumer reading on skips the index lookup and header walk */
@@ -310,6 +327,8 @@ static void chain_finish(struct log_chain *c, int err)
 	struct log *l = c->l;
 	struct segment *seg = c->seg;
 	l->chain = NULL;
+	if (!err && l->offline)
+		err = l->offline_err; /* a rolled segment's fsync failed meanwhile */
 	if (!err) {
 		if (c->has_data) {
 			seg->written = TM_MAX(seg->written, c->end_pos);
@@ -318,7 +337,10 @@ static void chain_finish(struct log_chain *c, int err)
 		l->written = TM_MAX(l->written, c->end_offset);
 		if (c->fsync) {
 			seg->dirty = false;
-			l->flushed = TM_MAX(l->flushed, l->written);
+			if (l->rolls_head) /* an older segment is not durable yet */
+				l->synced_after = TM_MAX(l->synced_after, l->written);
+			else
+				l->flushed = TM_MAX(l->flushed, l->written);
 		}
 		if (!seg->dead && (err = seg_persist_indexes(l->dir, seg)) != 0)
 			go_offline(l, err, "writing an index file");
@@ -338,6 +360,60 @@ static void chain_finish(struct log_chain *c, int err)
 	}
 }
 
+static void log_kick(struct log *l);
+
+static void roll_sync_done(void *arg, int64_t res)
+{
+	struct log_roll_sync *rs = arg;
+	struct log *l = rs->l;
+	rs->done = true;
+	rs->err = res < 0 ? (int)res : 0;
+	while (l->rolls_head && l->rolls_head->done) {
+		struct log_roll_sync *h = l->rolls_head;
+		l->rolls_head = h->next;
+		if (!l->rolls_head)
+			l->rolls_tail = NULL;
+		if (h->err) {
+			char what[64];
+			snprintf(what, sizeof(what), "flushing rolled segment %020lld.log",
+				 (long long)h->op->seg->base);
+			go_offline(l, h->err, what);
+		} else if (!l->offline) {
+			h->op->seg->dirty = false;
+			l->flushed = TM_MAX(l->flushed, h->op->end_offset);
+		}
+		op_free(h->op);
+		free(h);
+	}
+	if (!l->rolls_head) {
+		if (!l->offline)
+			l->flushed = TM_MAX(l->flushed, l->synced_after);
+		l->synced_after = 0;
+	}
+	log_kick(l);
+}
+
+/* Starts the fsync of a rolled segment; every write of it has completed. */
+static void roll_sync_start(struct log *l, struct log_op *op)
+{
+	struct log_roll_sync *rs = calloc(1, sizeof(*rs));
+	if (!rs) {
+		go_offline(l, -ENOMEM, "allocating a flush");
+		op_free(op);
+		return;
+	}
+	rs->l = l;
+	rs->op = op;
+	if (l->rolls_tail)
+		l->rolls_tail->next = rs;
+	else
+		l->rolls_head = rs;
+	l->rolls_tail = rs;
+	int err = io_fsync(l->io, op->seg->fd, roll_sync_done, rs);
+	if (err)
+		roll_sync_done(rs, err);
+}
+
 /* Starts the next chain when none is in flight. */
 static void log_kick(struct log *l)
 {
@@ -347,6 +423,20 @@ static void log_kick(struct log *l)
 		fail_staged(l);
 		return;
 	}
+	while (l->staged_head && l->staged_head->roll) {
+		struct log_op *op = l->staged_head;
+		l->staged_head = op->next;
+		if (!l->staged_head)
+			l->staged_tail = NULL;
+		op->next = NULL;
+		roll_sync_start(l, op);
+		if (l->offline) {
+			fail_staged(l);
+			return;
+		}
+	}
+	if (!l->staged_head)
+		return;
 	struct log_chain *c = calloc(1, sizeof(*c));
 	if (!c) {
 		go_offline(l, -ENOMEM, "allocating a write");
@@ -360,7 +450,7 @@ static void log_kick(struct log *l)
 	struct log_op **tailp = &c->ops;
 	c->l = l;
 	c->seg = l->staged_head->seg;
-	while (l->staged_head && l->staged_head->seg == c->seg) {
+	while (l->staged_head && l->staged_head->seg == c->seg && !l->staged_head->roll) {
 		struct log_op *op = l->staged_head;
 		size_t max = c->fsync || op->fsync ? CHAIN_FSYNC_BYTES_MAX : CHAIN_BYTES_MAX;
 		if (op->len > 0 && (n == CHAIN_IOV_MAX || (bytes > 0 && bytes + op->len > max)))
@@ -405,8 +495,8 @@ static void chain_done(void *arg, int64_t res)
 	log_kick(l);
 }
 
-static int enqueue_buf(struct log *l, struct segment *seg, uint8_t *buf, bool borrowed, size_t len,
-		       int64_t pos, bool fsync, log_append_cb cb, void *arg)
+static int enqueue_op(struct log *l, struct segment *seg, uint8_t *buf, bool borrowed, size_t len,
+		      int64_t pos, bool fsync, bool roll, log_append_cb cb, void *arg)
 {
 	struct log_op *op = calloc(1, sizeof(*op));
 	if (!op)
@@ -419,11 +509,18 @@ static int enqueue_buf(struct log *l, struct segment *seg, uint8_t *buf, bool bo
 	op->pos = pos;
 	op->end_offset = l->leo;
 	op->fsync = fsync;
+	op->roll = roll;
 	op->cb = cb;
 	op->arg = arg;
 	staged_push(l, op);
 	log_kick(l);
 	return 0;
+}
+
+static int enqueue_buf(struct log *l, struct segment *seg, uint8_t *buf, bool borrowed, size_t len,
+		       int64_t pos, bool fsync, log_append_cb cb, void *arg)
+{
+	return enqueue_op(l, seg, buf, borrowed, len, pos, fsync, false, cb, arg);
 }
 
 static int enqueue(struct log *l, struct segment *seg, uint8_t *buf, size_t len, int64_t pos,
@@ -435,7 +532,7 @@ static int enqueue(struct log *l, struct segment *seg, uint8_t *buf, size_t len,
 /* Waits until nothing of this log is staged or in the ring. */
 static void log_drain(struct log *l, bool reads_too)
 {
-	while (l->chain || l->staged_head || (reads_too && l->reads_inflight)) {
+	while (l->chain || l->staged_head || l->rolls_head || (reads_too && l->reads_inflight)) {
 		log_kick(l);
 		if (io_wait(l->io, 1000) == -EALREADY)
 			break;
@@ -588,8 +685,9 @@ static int log_roll(struct log *l, int64_t now_ms)
 		return err;
 	}
 	seg_close_index_fds(old);
-	/* the rolled segment becomes durable behind its own writes */
-	if ((err = enqueue(l, old, NULL, 0, 0, true, NULL, NULL)) != 0)
+	/* the rolled segment becomes durable behind its own writes, beside the
+	 * new segment's */
+	if ((err = enqueue_op(l, old, NULL, false, 0, 0, true, true, NULL, NULL)) != 0)
 		return err;
 	err = pstate_snapshot_write(l->ps, l->dir, l->leo, false);
 	if (err)

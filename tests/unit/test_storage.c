@@ -571,6 +571,49 @@ START_TEST(test_log_flush_policy_moves_the_recovery_point)
 }
 END_TEST
 
+/* A rolled segment's fsync runs beside the next segment's writes; the
+ * flushed offset moves past a rolled segment only once its fsync is done. */
+START_TEST(test_log_rolled_segments_are_flushed_beside_later_appends)
+{
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.segment_bytes = 2048;
+	t_open(&t);
+	for (int i = 0; i < 40; i++)
+		t_append(&t, 4, 1); /* several rolls, no flush policy */
+	sth_drain(t.io);
+	int64_t flushed = log_flushed_offset(t.l);
+	ck_assert_int_gt(flushed, 0);
+	ck_assert_int_lt(flushed, 160);
+	/* exactly the rolled segments: the active one starts there */
+	char name[64];
+	snprintf(name, sizeof(name), "%020lld.log", (long long)flushed);
+	ck_assert_msg(t_exists(&t, name), "no segment starts at the flushed offset %lld",
+		      (long long)flushed);
+	struct t_app a = { 0 };
+	ck_assert_int_eq(log_flush(t.l, t_app_cb, &a), 0);
+	ck_assert(sth_run_until(t.io, &a.done));
+	sth_drain(t.io);
+	ck_assert_int_eq(log_flushed_offset(t.l), 160);
+	t_teardown(&t);
+
+	/* an fsync per append while rolls are out: everything ends durable */
+	t_setup(&t);
+	t.cfg.segment_bytes = 2048;
+	t.cfg.flush_interval_messages = 1;
+	t_open(&t);
+	for (int i = 0; i < 40; i++)
+		t_append(&t, 4, 1);
+	sth_drain(t.io);
+	ck_assert_int_eq(log_flushed_offset(t.l), 160);
+	t_close(&t);
+	t_open(&t);
+	ck_assert_int_eq(log_end_offset(t.l), 160);
+	ck_assert_int_eq(t_read_all(&t, 0, 5000), 160);
+	t_teardown(&t);
+}
+END_TEST
+
 struct nest {
 	struct log *other;
 	bool done;
@@ -747,6 +790,7 @@ int main(void)
 	tcase_add_test(tc, test_log_reopen_after_clean_close_keeps_everything);
 	tcase_add_test(tc, test_log_retention_by_size_and_time);
 	tcase_add_test(tc, test_log_rolls_by_time);
+	tcase_add_test(tc, test_log_rolled_segments_are_flushed_beside_later_appends);
 	tcase_add_test(tc, test_log_delete_records);
 	tcase_add_test(tc, test_log_truncate_to);
 	tcase_add_test(tc, test_log_leader_epochs);

@@ -172,6 +172,44 @@ START_TEST(test_eagain_is_requeued)
 }
 END_TEST
 
+/* The fsync of a rolled segment fails: the log goes offline, the flushed
+ * offset never moves past that segment, and later appends fail fast. */
+START_TEST(test_rolled_segment_fsync_error_takes_log_offline)
+{
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.segment_bytes = 1024;
+	t_open(&t);
+	struct fault f = { .op = IO_OP_FSYNC, .res = -EIO, .count = -1 };
+	io_set_fault(t.io, fault_fn, &f);
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(4, 1);
+	sth_build_batch(&w, &s);
+	struct t_app a[30] = { 0 };
+	struct log_append_result res;
+	int queued = 0;
+	for (int i = 0; i < 30; i++) {
+		if (log_append(t.l, w.buf, w.len, 0, -1, t.now, &res, t_app_cb, &a[i]) != 0)
+			break;
+		queued++;
+		sth_drain(t.io);
+	}
+	wbuf_deinit(&w);
+	sth_drain(t.io);
+	ck_assert_int_gt(f.hits, 0);
+	ck_assert(log_dir_offline(t.l));
+	ck_assert_int_lt(queued, 30);
+	ck_assert_int_eq(log_flushed_offset(t.l), 0);
+	for (int i = 0; i < queued; i++) {
+		ck_assert(a[i].done);
+		ck_assert(a[i].err == 0 || a[i].err == -EIO);
+	}
+	io_set_fault(t.io, NULL, NULL);
+	t_teardown(&t);
+}
+END_TEST
+
 /* ---- the synchronous system call table ---------------------------------- */
 
 static struct {
@@ -414,6 +452,7 @@ int main(void)
 	tcase_add_test(tc, test_write_eio_fails_inplace_append_buffer_stays_callers);
 	tcase_add_test(tc, test_write_enospc_fails_append_and_takes_log_offline);
 	tcase_add_test(tc, test_fsync_eio_fails_flushed_append);
+	tcase_add_test(tc, test_rolled_segment_fsync_error_takes_log_offline);
 	tcase_add_test(tc, test_queued_appends_fail_with_the_error);
 	tcase_add_test(tc, test_short_writes_and_reads_complete);
 	tcase_add_test(tc, test_eagain_is_requeued);
