@@ -29,12 +29,14 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -138,6 +140,21 @@ static bool conn_may_take(const struct tm_conn *c)
 	       (c->inflight == 0 || c->inflight_bytes < CONN_INFLIGHT_BYTES_MAX);
 }
 
+/* TLS connections read ahead (tls.c): OpenSSL pulls whole socket reads into
+ * its buffer, so records can sit there while the socket is empty.  libevent
+ * reads them only on a socket event, and it stops short of them after a
+ * handshake, after max_single_read bytes and while reading was paused; so
+ * whenever that may have happened and reading is on, its read event is run
+ * once more (it reads what is buffered, or finds the socket empty and waits). */
+static void conn_tls_pump(struct tm_conn *c)
+{
+	if (c->listener->security != TM_SEC_SSL || c->read_paused || c->closing || c->dead)
+		return;
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	if (ssl && SSL_has_pending(ssl))
+		event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
 static void conn_update_reading(struct tm_conn *c)
 {
 	size_t out = evbuffer_get_length(bufferevent_get_output(c->bev));
@@ -148,6 +165,7 @@ static void conn_update_reading(struct tm_conn *c)
 	} else if (!pause && c->read_paused) {
 		bufferevent_enable(c->bev, EV_READ);
 		c->read_paused = false;
+		conn_tls_pump(c);
 	}
 }
 
@@ -293,6 +311,19 @@ static bool conn_fill_pending(struct tm_conn *c, struct evbuffer *in)
 	return need == 0;
 }
 
+/* A client with Nagle's algorithm on (librdkafka's default) holds the rest
+ * of a request back until what it already sent is acknowledged, and on a
+ * connection that answers requests Linux delays its ACKs (tens of ms).  Over
+ * TLS a request leaves the client as several records, so every produce waited
+ * for that timer: ack latency p50 7.7 ms at 5,000 msg/s and 30 ms at 100
+ * msg/s instead of 1 ms.  So on TLS connections, and whenever a frame is
+ * only partly here, the data read so far is acknowledged at once. */
+static void conn_ack_now(struct tm_conn *c)
+{
+	int one = 1;
+	(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 static void conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct tm_conn *c = arg;
@@ -333,13 +364,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 				evbuffer_drain(in, 4);
 				continue;
 			}
-			if (have < len + 4) {
-				/* TLS: wake only when the whole frame is buffered. */
-				if (tls)
-					bufferevent_setwatermark(bev, EV_READ, len + 4, 0);
+			if (have < len + 4)
 				break;
-			}
-			bufferevent_setwatermark(bev, EV_READ, 0, 0);
 			if (!(frame = malloc(len))) {
 				tm_error("server", "connection %s: out of memory for a %zu-byte request; closing", c->peer, len);
 				c->dead = true;
@@ -379,6 +405,9 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 			req_finish(r);
 		}
 	}
+	if (!c->dead && (c->listener->security == TM_SEC_SSL || c->pend || evbuffer_get_length(in) > 0))
+		conn_ack_now(c);
+	conn_tls_pump(c);
 	c->busy--;
 	if (c->dead) {
 		b->metrics.connections_closed_protocol_error++;
@@ -400,8 +429,10 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct tm_conn *c = arg;
 	(void)bev;
-	if (what & BEV_EVENT_CONNECTED)
-		return; /* TLS handshake done */
+	if (what & BEV_EVENT_CONNECTED) { /* TLS handshake done */
+		conn_tls_pump(c); /* the first request may have come with it */
+		return;
+	}
 	if (what & BEV_EVENT_EOF)
 		tm_debug("server", "connection %s closed by peer", c->peer);
 	else if (what & BEV_EVENT_ERROR)

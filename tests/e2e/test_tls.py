@@ -71,6 +71,35 @@ def test_produce_and_consume_over_tls(tls_broker):
     assert got[17][:2] == (b"k17", b"v17")
 
 
+def test_large_pipelined_requests_over_tls(tls_broker):
+    """Requests larger than one socket read, many in flight: the broker reads
+    TLS records ahead into OpenSSL's buffer, pauses reading at its in-flight
+    limit and resumes; every record must still arrive, whole and in order."""
+    b, ssl_bootstrap, cert = tls_broker
+    topic = "tls-large"
+    p = Producer(dict(ssl_conf(ssl_bootstrap, cert), **{
+        "acks": "1", "linger.ms": 5, "message.max.bytes": 4 * 1024 * 1024,
+        "batch.size": 1000000}))  # one record per batch: under message.max.bytes
+    values = [bytes([i]) * (900 * 1024 - i) for i in range(48)]  # ~42 MiB in all
+    errors = []
+    for v in values:
+        p.produce(topic, value=v, on_delivery=lambda err, msg: errors.append(err) if err else None)
+    assert p.flush(120) == 0
+    assert errors == []
+    c = Consumer(dict(ssl_conf(ssl_bootstrap, cert), **{"group.id": "tls-large-g",
+                                                          "fetch.max.bytes": 8 * 1024 * 1024}))
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.time() + 60
+    while len(got) < len(values) and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.close()
+    assert len(got) == len(values)
+    assert got == values
+
+
 def test_tls_metadata_advertises_the_ssl_listener(tls_broker):
     b, ssl_bootstrap, cert = tls_broker
     p = Producer(ssl_conf(ssl_bootstrap, cert))
