@@ -430,6 +430,27 @@ static void dp_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	broker_kick_io(b);
 }
 
+/* Keeps the queue in required-offset order.  New appends go to the tail; a
+ * retried idempotent batch (a duplicate of one still below the HW's reach)
+ * needs an earlier offset and goes before the first that needs more, so
+ * dp_complete answers it as soon as the HW allows. */
+static void dp_insert(struct tm_partition *p, struct tm_delayed_produce *d)
+{
+	if (!p->dp_tail || p->dp_tail->required_offset <= d->required_offset) {
+		if (p->dp_tail)
+			p->dp_tail->next = d;
+		else
+			p->dp_head = d;
+		p->dp_tail = d;
+		return;
+	}
+	struct tm_delayed_produce **pp = &p->dp_head;
+	while ((*pp)->required_offset <= d->required_offset)
+		pp = &(*pp)->next;
+	d->next = *pp;
+	*pp = d;
+}
+
 /* Completes delayed produces the HW now covers (they are in offset order). */
 static void dp_complete(struct tm_partition *p)
 {
@@ -540,11 +561,7 @@ static void append_done(void *arg, int err)
 	struct timeval tv = { t / 1000, (t % 1000) * 1000 };
 	if (d->timer)
 		evtimer_add(d->timer, &tv);
-	if (p->dp_tail)
-		p->dp_tail->next = d;
-	else
-		p->dp_head = d;
-	p->dp_tail = d;
+	dp_insert(p, d);
 	free(op);
 }
 

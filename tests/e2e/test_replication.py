@@ -16,6 +16,7 @@ leaves the ISR after 3 s without catching up, so every wait here is a few
 seconds and each test ends well within a minute.
 """
 import re
+import threading
 import time
 
 import pytest
@@ -419,14 +420,31 @@ def test_acks_all_retry_of_an_appended_batch_still_waits_for_the_isr(make_cluste
             assert got[0] == ERR_REQUEST_TIMED_OUT, (
                 "the retry of a batch the ISR does not hold was answered %r (high watermark %d): an "
                 "acknowledgement for a record a new leader may not have" % (got, hw))
+            # The next batch (offset 2) waits first; then the retry of seq-1,
+            # which needs less of the HW, joins the waiting queue before it.
+            third = rawkafka.record_batch([(None, b"seq-2", [])], producer_id=pid, producer_epoch=epoch,
+                                          base_sequence=2)
+            answers = {}
+
+            def send(name, c2, batch):
+                answers[name] = rawkafka.produce_v7(c2, topic, 0, batch, acks=-1, timeout_ms=30000)
+            conn2 = rawkafka.Conn(leader.host, leader.port, timeout=40)
+            t3 = threading.Thread(target=send, args=("third", conn2, third))
+            t3.start()
+            time.sleep(0.5)
+            t2 = threading.Thread(target=send, args=("retry", conn, second))
+            t2.start()
+            time.sleep(0.5)
         finally:
             for f in followers:
                 f.sigcont()
-
-        got = rawkafka.produce_v7(conn, topic, 0, second, acks=-1, timeout_ms=10000)
-        assert got == (0, 1), "the retry once the followers resumed: %r" % (got,)
-    got = read_values(bootstrap(c), topic, 0, 2)
-    assert got == [(0, b"seq-0"), (1, b"seq-1")], got
+        t2.join(40)
+        t3.join(40)
+        conn2.close()
+        assert answers.get("retry") == (0, 1), "the retry once the followers resumed: %r" % (answers,)
+        assert answers.get("third") == (0, 2), "the next batch once the followers resumed: %r" % (answers,)
+    got = read_values(bootstrap(c), topic, 0, 3)
+    assert got == [(0, b"seq-0"), (1, b"seq-1"), (2, b"seq-2")], got
 
 
 # ---- 7. leadership moving with no writes in between ------------------------------------------
