@@ -633,16 +633,7 @@ def run_tm_load_many(cluster, n, mode, args_of, timeout):
     import concurrent.futures
     with concurrent.futures.ThreadPoolExecutor(n) as ex:
         rs = list(ex.map(lambda i: run_tm_load(cluster, mode, args_of(i), timeout), range(n)))
-    bad = [r for r in rs if isinstance(r, str)]
-    if bad:
-        return bad[0]
-    out = dict(rs[0])
-    for k in ("msgs_per_s", "mb_per_s", "records", "bytes", "errors", "total_bytes"):
-        out[k] = sum(r.get(k, 0) for r in rs)
-    out["latency_us"] = {k: max(r.get("latency_us", {}).get(k, 0) for r in rs)
-                         for k in ("p50", "p99", "p999", "max")}
-    out["clients"] = n
-    return out
+    return report.merge_clients(rs)
 
 
 def workload_2(clusters):

@@ -191,6 +191,22 @@ def verdict(r, better, target):
     return "met" if r <= target else "missed"
 
 
+def merge_clients(results):
+    """Several tm-load processes that ran at once, as one result: rates and
+    counts summed, each latency percentile the worst of them; a string (why
+    one failed) if any did."""
+    bad = [r for r in results if isinstance(r, str)]
+    if bad or not results:
+        return bad[0] if bad else "no client ran"
+    out = dict(results[0])
+    for k in ("msgs_per_s", "mb_per_s", "records", "bytes", "errors", "total_bytes"):
+        out[k] = sum(r.get(k, 0) for r in results)
+    out["latency_us"] = {k: max(r.get("latency_us", {}).get(k, 0) for r in results)
+                         for k in ("p50", "p99", "p999", "max")}
+    out["clients"] = len(results)
+    return out
+
+
 def ok(value, runs=None, **detail):
     return {"status": "ok", "value": value, "runs": list(runs or [value]), "detail": detail}
 

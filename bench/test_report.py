@@ -124,6 +124,20 @@ class ArithmeticTest(unittest.TestCase):
         self.assertEqual(report.from_runs([{"x": 1}], "mb_per_s")["status"], "failed")
         self.assertEqual(report.from_runs([], "mb_per_s")["status"], "failed")
 
+    def test_clients_at_once_sum_rates_and_keep_the_worst_latency(self):
+        a = {"msgs_per_s": 1000.0, "mb_per_s": 1.0, "records": 10, "total_bytes": 100,
+             "partitions": 6, "latency_us": {"p50": 5, "p99": 50, "p999": 70, "max": 90}}
+        b = {"msgs_per_s": 3000.0, "mb_per_s": 3.0, "records": 30, "total_bytes": 300,
+             "partitions": 6, "latency_us": {"p50": 7, "p99": 40, "p999": 80, "max": 85}}
+        m = report.merge_clients([a, b])
+        self.assertEqual((m["msgs_per_s"], m["mb_per_s"], m["records"], m["total_bytes"]),
+                         (4000.0, 4.0, 40, 400))
+        self.assertEqual(m["latency_us"], {"p50": 7, "p99": 50, "p999": 80, "max": 90})
+        self.assertEqual((m["clients"], m["partitions"]), (2, 6))
+        self.assertEqual(report.merge_clients([a, "tm-load produce: timed out"]),
+                         "tm-load produce: timed out")
+        self.assertIsInstance(report.merge_clients([]), str)
+
     def test_metric_ratio_only_from_ok_figures(self):
         m = report.metric("t", "MB/s", "higher", 1.5, report.ok(150.0), report.ok(100.0))
         self.assertAlmostEqual(m["ratio"], 1.5)
