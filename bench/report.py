@@ -459,7 +459,10 @@ DOC_FOOTER = """## Reading the table
   acknowledged records (MB = 2^20 bytes, as Kafka's tools count) and the p99 of
   send-to-acknowledgement latency. **1-java** is Kafka's `ProducerPerformance` with the same
   settings. **1-fsync** repeats 1 with `log.flush.interval.messages=1` on both brokers.
-- **2**: 100-byte records over 6 partitions, acks=1, no rate limit; messages per second.
+- **2**: 100-byte records over 6 partitions, acks=1, no rate limit; messages per second of
+  two `tm-load` processes at once (each on its own topic), of one alone, and the broker's
+  CPU seconds per million records taken with two. One librdkafka producing thread tops out
+  near 2 M msg/s on this machine whatever the broker, so one client measures the client.
 - **3**: a backlog (2 GiB by default) is produced once, then read from the beginning by
   `tm-load consume`: *warm* with the backlog in the page cache, *cold* after
   `echo 3 > /proc/sys/vm/drop_caches` (reported n/a where the kernel refuses it).
@@ -479,7 +482,10 @@ DOC_FOOTER = """## Reading the table
   runs the workload as soon as it works); *failed* means the run broke, with the reason
   below the table. Targets are the project's goals; the last column only reports them.
 - The machine has 2 cores shared by broker and client, so client CPU competes with the
-  broker; both brokers get the same treatment.
+  broker; both brokers get the same treatment. Before every measured run the harness
+  calls `sync` (earlier runs' dirty pages are written back first) and waits until the
+  other system's idle broker uses under 3 % of a core, so neither's leftovers (writeback,
+  GC, JIT) land on the other's run.
 """
 
 
