@@ -16,9 +16,9 @@
  * allocation (the request's decoded fields point into it); a response body
  * of CONN_BODY_REF_MIN_BYTES or more is handed to the output evbuffer by
  * reference, not copied.  One read or write callback moves up to
- * CONN_IO_MAX_SINGLE bytes; on a plaintext connection a large frame is read
- * from the socket straight into its own buffer (conn_fill_pending), not in
- * libevent's 4 KiB steps through the input evbuffer.  server_start() fixes glibc's heap thresholds
+ * CONN_IO_MAX_SINGLE bytes; a large frame is read from the socket (with
+ * SSL_read on TLS) straight into its own buffer (conn_fill_pending), not in
+ * libevent's steps through the input evbuffer.  server_start() fixes glibc's heap thresholds
  * so these large buffers reuse freed heap instead of faulting in fresh pages
  * (server_tune_heap, docs/benchmarks.md).
  */
@@ -32,10 +32,12 @@
 #include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <limits.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +62,10 @@
 /* Bytes one read or write callback of a connection moves at most (libevent's
  * default is 16 KiB: a 1 MiB produce or fetch took 64 loop turns). */
 #define CONN_IO_MAX_SINGLE (1 << 20)
-/* A plaintext frame with at least this much still to come is read into its
+/* What libevent reads of a TLS connection per callback: small requests fit,
+ * the rest of a large frame is read by conn_fill_pending into the frame. */
+#define CONN_TLS_MAX_SINGLE_READ (16 * 1024)
+/* A frame with at least this much still to come is read into its
  * own buffer (conn_fill_pending); a smaller one through the input evbuffer. */
 #define CONN_READ_DIRECT_MIN 4096
 
@@ -285,12 +290,15 @@ void req_fail_decode(struct tm_req *req)
 /* libevent 2.1 reads a socket at most 4 KiB per readv (EVBUFFER_MAX_READ,
  * whatever the bufferevent's read limit), with a FIONREAD ioctl before each:
  * a 1 MiB produce was 256 readv, 256 ioctl and 256 loop turns, and then one
- * more copy out of the evbuffer.  So on a plaintext connection a frame with
- * at least CONN_READ_DIRECT_MIN bytes still to come gets its own buffer at
- * once (c->pend): what the input evbuffer holds of it is moved there, and
- * the rest is read from the socket straight into it, as much as the socket
- * holds per call.  End of file and errors are left for libevent's next read
- * to report.  Returns true when the frame is whole. */
+ * more copy out of the evbuffer.  So a frame with at least
+ * CONN_READ_DIRECT_MIN bytes still to come gets its own buffer at once
+ * (c->pend): what the input evbuffer holds of it is moved there, and the rest
+ * is read from the socket straight into it, as much as the socket holds per
+ * call.  On TLS libevent would decrypt all of it into the evbuffer first (one
+ * more copy of every byte), so its reads stop at CONN_TLS_MAX_SINGLE_READ and
+ * the rest is decrypted by SSL_read straight into the frame.  End of file
+ * and errors are left for libevent's next read to report.  Returns true when
+ * the frame is whole. */
 static bool conn_fill_pending(struct tm_conn *c, struct evbuffer *in)
 {
 	size_t need = c->pend_len - c->pend_have;
@@ -301,7 +309,20 @@ static bool conn_fill_pending(struct tm_conn *c, struct evbuffer *in)
 		c->pend_have += n;
 		need -= n;
 	}
-	if (need > 0) {
+	if (need > 0 && c->listener->security == TM_SEC_SSL) {
+		/* TLS: decrypt into the frame; OpenSSL's errors and end of stream
+		 * are left for libevent's next read to report. */
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+		while (ssl && need > 0) {
+			int got = SSL_read(ssl, c->pend + c->pend_have, need > INT_MAX ? INT_MAX : (int)need);
+			if (got <= 0) {
+				ERR_clear_error();
+				break;
+			}
+			c->pend_have += (size_t)got;
+			need -= (size_t)got;
+		}
+	} else if (need > 0) {
 		ssize_t got = read(bufferevent_getfd(c->bev), c->pend + c->pend_have, need);
 		if (got > 0) {
 			c->pend_have += (size_t)got;
@@ -352,8 +373,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 			}
 			len = (size_t)l32;
 			size_t have = evbuffer_get_length(in);
-			bool tls = c->listener->security == TM_SEC_SSL;
-			if (!tls && have < len + 4 && len + 4 - have >= CONN_READ_DIRECT_MIN) {
+			if (have < len + 4 && len + 4 - have >= CONN_READ_DIRECT_MIN) {
 				if (!(c->pend = malloc(len))) {
 					tm_error("server", "connection %s: out of memory for a %zu-byte request; closing", c->peer, len);
 					c->dead = true;
@@ -489,7 +509,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (c->next)
 		c->next->prev = c;
 	b->conns = c;
-	bufferevent_set_max_single_read(c->bev, CONN_IO_MAX_SINGLE);
+	bufferevent_set_max_single_read(c->bev, ctx->l->security == TM_SEC_SSL ? CONN_TLS_MAX_SINGLE_READ
+									 : CONN_IO_MAX_SINGLE);
 	bufferevent_set_max_single_write(c->bev, CONN_IO_MAX_SINGLE);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
