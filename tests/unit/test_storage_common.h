@@ -194,6 +194,16 @@ static inline int64_t t_read_all(struct tctx *t, int64_t from, size_t max_bytes)
 	return seen;
 }
 
+/* Closes and reopens the log: it must come back with exactly n records
+ * (offsets 0..n-1), every one readable. */
+static inline void t_reopen_expect(struct tctx *t, int64_t n)
+{
+	t_close(t);
+	t_open(t);
+	ck_assert_int_eq(log_end_offset(t->l), n);
+	ck_assert_int_eq(t_read_all(t, 0, 5000), n);
+}
+
 /* Simulates a crash: a child process opens the log with its own ring, runs
  * fn (appends...), and exits without closing anything.  The parent's log
  * must not be open. */
