@@ -16,7 +16,10 @@
  * chains instead of in front of them (a 1 GiB fsync takes seconds and would
  * stall every append behind it).  The flushed offset stops at the oldest
  * rolled segment whose fsync is still out, so older segments are durable
- * before any later fsync moves it past them.
+ * before any later fsync moves it past them, and an append or log_flush that
+ * asked for an fsync is answered only once the rolled segments' fsyncs are
+ * done too (with every later answer behind it).  A segment whose last write
+ * already came with an fsync (flush per message) needs none.
  *
  * Failure.  A write or fsync error (or ENOSPC) marks the log offline: that
  * chain's callbacks and every staged one get the errno, later calls fail
@@ -121,6 +124,10 @@ struct log {
 	struct log_chain *chain;
 	struct log_roll_sync *rolls_head, *rolls_tail; /* oldest first */
 	int64_t synced_after; /* fsynced by chains while rolls were out */
+	/* completed ops whose callbacks wait for the rolls: a flush is answered
+	 * only when it covers the rolled segments too, and every later answer
+	 * waits behind it (callbacks run in offset order) */
+	struct log_op *parked_head, *parked_tail;
 	unsigned reads_inflight;
 	/* where the last few reads ended (next offset -> segment position), so a
 	 * consumer reading on skips the index lookup and header walk */
@@ -350,6 +357,16 @@ static void chain_finish(struct log_chain *c, int err)
 		go_offline(l, err, what);
 	}
 	struct log_op *op = c->ops;
+	if (c->ops && (l->parked_head || (l->rolls_head && c->fsync && !err))) {
+		if (l->parked_tail)
+			l->parked_tail->next = c->ops;
+		else
+			l->parked_head = c->ops;
+		for (l->parked_tail = c->ops; l->parked_tail->next;)
+			l->parked_tail = l->parked_tail->next;
+		free(c);
+		return;
+	}
 	free(c);
 	while (op) {
 		struct log_op *next = op->next;
@@ -389,6 +406,15 @@ static void roll_sync_done(void *arg, int64_t res)
 		if (!l->offline)
 			l->flushed = TM_MAX(l->flushed, l->synced_after);
 		l->synced_after = 0;
+		struct log_op *op = l->parked_head;
+		l->parked_head = l->parked_tail = NULL;
+		while (op) {
+			struct log_op *next = op->next;
+			if (op->cb)
+				op->cb(op->arg, l->offline ? l->offline_err : 0);
+			op_free(op);
+			op = next;
+		}
 	}
 	log_kick(l);
 }
@@ -429,6 +455,10 @@ static void log_kick(struct log *l)
 		if (!l->staged_head)
 			l->staged_tail = NULL;
 		op->next = NULL;
+		if (!op->seg->dirty) { /* its last write came with an fsync */
+			op_free(op);
+			continue;
+		}
 		roll_sync_start(l, op);
 		if (l->offline) {
 			fail_staged(l);

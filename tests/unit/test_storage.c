@@ -590,23 +590,72 @@ START_TEST(test_log_rolled_segments_are_flushed_beside_later_appends)
 	snprintf(name, sizeof(name), "%020lld.log", (long long)flushed);
 	ck_assert_msg(t_exists(&t, name), "no segment starts at the flushed offset %lld",
 		      (long long)flushed);
+	/* a flush is answered once everything is durable, rolled segments too */
+	for (int i = 0; i < 10; i++)
+		t_append(&t, 4, 1);
 	struct t_app a = { 0 };
 	ck_assert_int_eq(log_flush(t.l, t_app_cb, &a), 0);
 	ck_assert(sth_run_until(t.io, &a.done));
-	sth_drain(t.io);
-	ck_assert_int_eq(log_flushed_offset(t.l), 160);
+	ck_assert_int_eq(a.err, 0);
+	ck_assert_int_eq(log_flushed_offset(t.l), 200);
 	t_teardown(&t);
 
-	/* an fsync per append while rolls are out: everything ends durable */
+	/* an fsync per append (the metadata log): each append's answer already
+	 * sees itself flushed, rolls or not */
 	t_setup(&t);
 	t.cfg.segment_bytes = 2048;
 	t.cfg.flush_interval_messages = 1;
 	t_open(&t);
-	for (int i = 0; i < 40; i++)
+	for (int i = 0; i < 40; i++) {
 		t_append(&t, 4, 1);
+		ck_assert_int_eq(log_flushed_offset(t.l), 4 * (i + 1));
+	}
 	sth_drain(t.io);
 	ck_assert_int_eq(log_flushed_offset(t.l), 160);
 	t_reopen_expect(&t, 160);
+	t_teardown(&t);
+}
+END_TEST
+
+struct flush_seen {
+	struct log *l;
+	bool done;
+	int err;
+	int64_t flushed; /* log_flushed_offset when the callback ran */
+};
+
+static void flush_seen_cb(void *arg, int err)
+{
+	struct flush_seen *f = arg;
+	f->done = true;
+	f->err = err;
+	f->flushed = log_flushed_offset(f->l);
+}
+
+/* A flush answered while a large rolled segment is still being fsynced
+ * (its 32 MiB take far longer than the small new segment's fsync) must wait
+ * for it: the answer promises everything written so far is durable. */
+START_TEST(test_log_flush_waits_for_a_rolled_segments_fsync)
+{
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.segment_bytes = 32 << 20;
+	t_open(&t);
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(16, 1);
+	s.value_bytes = 64 << 10; /* 1 MiB a batch */
+	sth_build_batch(&w, &s);
+	for (int i = 0; i < 34; i++) /* rolls once, after 32 */
+		ck_assert_int_eq(t_append_raw(&t, w.buf, w.len, 0, -1, NULL), 0);
+	wbuf_deinit(&w);
+	t_append(&t, 1, 1);
+	int64_t leo = log_end_offset(t.l);
+	struct flush_seen f = { .l = t.l };
+	ck_assert_int_eq(log_flush(t.l, flush_seen_cb, &f), 0);
+	ck_assert(sth_run_until(t.io, &f.done));
+	ck_assert_int_eq(f.err, 0);
+	ck_assert_int_eq(f.flushed, leo);
 	t_teardown(&t);
 }
 END_TEST
@@ -788,6 +837,7 @@ int main(void)
 	tcase_add_test(tc, test_log_retention_by_size_and_time);
 	tcase_add_test(tc, test_log_rolls_by_time);
 	tcase_add_test(tc, test_log_rolled_segments_are_flushed_beside_later_appends);
+	tcase_add_test(tc, test_log_flush_waits_for_a_rolled_segments_fsync);
 	tcase_add_test(tc, test_log_delete_records);
 	tcase_add_test(tc, test_log_truncate_to);
 	tcase_add_test(tc, test_log_leader_epochs);
