@@ -316,6 +316,13 @@ static void staged_push(struct log *l, struct log_op *op)
 
 static void fail_staged(struct log *l)
 {
+	if (l->parked_head && l->staged_head) {
+		/* answered behind the parked ones, in offset order */
+		l->parked_tail->next = l->staged_head;
+		l->parked_tail = l->staged_tail;
+		l->staged_head = l->staged_tail = NULL;
+		return;
+	}
 	while (l->staged_head) {
 		struct log_op *op = l->staged_head;
 		l->staged_head = op->next;
@@ -328,6 +335,16 @@ static void fail_staged(struct log *l)
 }
 
 static void chain_done(void *arg, int64_t res);
+
+/* Whether a caller of this chain was promised an fsync (the log's own
+ * periodic flushes promise nobody). */
+static bool chain_promises_flush(const struct log_chain *c)
+{
+	for (const struct log_op *o = c->ops; o; o = o->next)
+		if (o->fsync && o->cb)
+			return true;
+	return false;
+}
 
 static void chain_finish(struct log_chain *c, int err)
 {
@@ -357,13 +374,18 @@ static void chain_finish(struct log_chain *c, int err)
 		go_offline(l, err, what);
 	}
 	struct log_op *op = c->ops;
-	if (c->ops && (l->parked_head || (l->rolls_head && c->fsync && !err))) {
+	if (c->ops && (l->parked_head || (l->rolls_head && !err && chain_promises_flush(c)))) {
 		if (l->parked_tail)
 			l->parked_tail->next = c->ops;
 		else
 			l->parked_head = c->ops;
-		for (l->parked_tail = c->ops; l->parked_tail->next;)
-			l->parked_tail = l->parked_tail->next;
+		for (struct log_op *o = c->ops; o; o = o->next) {
+			if (!o->borrowed) { /* written: only the answer waits */
+				free(o->buf);
+				o->buf = NULL;
+			}
+			l->parked_tail = o;
+		}
 		free(c);
 		return;
 	}
@@ -379,47 +401,61 @@ static void chain_finish(struct log_chain *c, int err)
 
 static void log_kick(struct log *l);
 
-static void roll_sync_done(void *arg, int64_t res)
+static void roll_sync_failed(struct log *l, struct log_roll_sync *rs, int err)
 {
-	struct log_roll_sync *rs = arg;
-	struct log *l = rs->l;
-	rs->done = true;
-	rs->err = res < 0 ? (int)res : 0;
+	char what[64];
+	snprintf(what, sizeof(what), "flushing rolled segment %020lld.log", (long long)rs->op->seg->base);
+	go_offline(l, err, what);
+}
+
+/* Retires the finished rolled-segment fsyncs at the head of the list, moves
+ * the flushed offset past them, and once none is left answers the parked
+ * ops in order. */
+static void roll_syncs_settle(struct log *l)
+{
 	while (l->rolls_head && l->rolls_head->done) {
 		struct log_roll_sync *h = l->rolls_head;
 		l->rolls_head = h->next;
 		if (!l->rolls_head)
 			l->rolls_tail = NULL;
-		if (h->err) {
-			char what[64];
-			snprintf(what, sizeof(what), "flushing rolled segment %020lld.log",
-				 (long long)h->op->seg->base);
-			go_offline(l, h->err, what);
-		} else if (!l->offline) {
+		if (!h->err && !l->offline) {
 			h->op->seg->dirty = false;
 			l->flushed = TM_MAX(l->flushed, h->op->end_offset);
 		}
 		op_free(h->op);
 		free(h);
 	}
-	if (!l->rolls_head) {
-		if (!l->offline)
-			l->flushed = TM_MAX(l->flushed, l->synced_after);
-		l->synced_after = 0;
-		struct log_op *op = l->parked_head;
-		l->parked_head = l->parked_tail = NULL;
-		while (op) {
-			struct log_op *next = op->next;
-			if (op->cb)
-				op->cb(op->arg, l->offline ? l->offline_err : 0);
-			op_free(op);
-			op = next;
-		}
+	if (l->rolls_head)
+		return;
+	if (!l->offline)
+		l->flushed = TM_MAX(l->flushed, l->synced_after);
+	l->synced_after = 0;
+	struct log_op *op = l->parked_head;
+	l->parked_head = l->parked_tail = NULL;
+	while (op) {
+		struct log_op *next = op->next;
+		if (op->cb)
+			op->cb(op->arg, l->offline ? l->offline_err : 0);
+		op_free(op);
+		op = next;
 	}
+}
+
+static void roll_sync_done(void *arg, int64_t res)
+{
+	struct log_roll_sync *rs = arg;
+	struct log *l = rs->l;
+	rs->done = true;
+	rs->err = res < 0 ? (int)res : 0;
+	if (rs->err) /* at once, even with an older one still out */
+		roll_sync_failed(l, rs, rs->err);
+	roll_syncs_settle(l);
 	log_kick(l);
 }
 
-/* Starts the fsync of a rolled segment; every write of it has completed. */
+/* Starts the fsync of a rolled segment; every write of it has completed.
+ * Called from log_kick, so a failure to start takes the log offline here
+ * and kicks nothing. */
 static void roll_sync_start(struct log *l, struct log_op *op)
 {
 	struct log_roll_sync *rs = calloc(1, sizeof(*rs));
@@ -436,8 +472,12 @@ static void roll_sync_start(struct log *l, struct log_op *op)
 		l->rolls_head = rs;
 	l->rolls_tail = rs;
 	int err = io_fsync(l->io, op->seg->fd, roll_sync_done, rs);
-	if (err)
-		roll_sync_done(rs, err);
+	if (err) {
+		rs->done = true;
+		rs->err = err;
+		roll_sync_failed(l, rs, err);
+		roll_syncs_settle(l);
+	}
 }
 
 /* Starts the next chain when none is in flight. */
