@@ -145,6 +145,11 @@ static bool conn_may_take(const struct tm_conn *c)
 	       (c->inflight == 0 || c->inflight_bytes < CONN_INFLIGHT_BYTES_MAX);
 }
 
+static bool conn_is_tls(const struct tm_conn *c)
+{
+	return c->listener->security == TM_SEC_SSL;
+}
+
 /* TLS connections read ahead (tls.c): OpenSSL pulls whole socket reads into
  * its buffer, so records can sit there while the socket is empty.  libevent
  * reads them only on a socket event, and it stops short of them after a
@@ -153,7 +158,7 @@ static bool conn_may_take(const struct tm_conn *c)
  * once more (it reads what is buffered, or finds the socket empty and waits). */
 static void conn_tls_pump(struct tm_conn *c)
 {
-	if (c->listener->security != TM_SEC_SSL || c->read_paused || c->closing || c->dead)
+	if (!conn_is_tls(c) || c->read_paused || c->closing || c->dead)
 		return;
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	if (ssl && SSL_has_pending(ssl))
@@ -309,7 +314,7 @@ static bool conn_fill_pending(struct tm_conn *c, struct evbuffer *in)
 		c->pend_have += n;
 		need -= n;
 	}
-	if (need > 0 && c->listener->security == TM_SEC_SSL) {
+	if (need > 0 && conn_is_tls(c)) {
 		/* TLS: decrypt into the frame; OpenSSL's errors and end of stream
 		 * are left for libevent's next read to report. */
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
@@ -425,7 +430,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 			req_finish(r);
 		}
 	}
-	if (!c->dead && (c->listener->security == TM_SEC_SSL || c->pend || evbuffer_get_length(in) > 0))
+	if (!c->dead && (conn_is_tls(c) || c->pend || evbuffer_get_length(in) > 0))
 		conn_ack_now(c);
 	conn_tls_pump(c);
 	c->busy--;

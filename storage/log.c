@@ -314,20 +314,43 @@ static void staged_push(struct log *l, struct log_op *op)
 	l->staged_tail = op;
 }
 
+static struct log_op *staged_pop(struct log *l)
+{
+	struct log_op *op = l->staged_head;
+	l->staged_head = op->next;
+	if (!l->staged_head)
+		l->staged_tail = NULL;
+	op->next = NULL;
+	return op;
+}
+
+/* Appends a list of ops to the parked ones (their answers wait for the
+ * rolled segments' fsyncs); a copy of bytes is no longer needed. */
+static void park(struct log *l, struct log_op *first)
+{
+	if (l->parked_tail)
+		l->parked_tail->next = first;
+	else
+		l->parked_head = first;
+	for (struct log_op *o = first; o; o = o->next) {
+		if (!o->borrowed) {
+			free(o->buf);
+			o->buf = NULL;
+		}
+		l->parked_tail = o;
+	}
+}
+
 static void fail_staged(struct log *l)
 {
 	if (l->parked_head && l->staged_head) {
 		/* answered behind the parked ones, in offset order */
-		l->parked_tail->next = l->staged_head;
-		l->parked_tail = l->staged_tail;
+		park(l, l->staged_head);
 		l->staged_head = l->staged_tail = NULL;
 		return;
 	}
 	while (l->staged_head) {
-		struct log_op *op = l->staged_head;
-		l->staged_head = op->next;
-		if (!l->staged_head)
-			l->staged_tail = NULL;
+		struct log_op *op = staged_pop(l);
 		if (op->cb)
 			op->cb(op->arg, l->offline_err);
 		op_free(op);
@@ -375,17 +398,7 @@ static void chain_finish(struct log_chain *c, int err)
 	}
 	struct log_op *op = c->ops;
 	if (c->ops && (l->parked_head || (l->rolls_head && !err && chain_promises_flush(c)))) {
-		if (l->parked_tail)
-			l->parked_tail->next = c->ops;
-		else
-			l->parked_head = c->ops;
-		for (struct log_op *o = c->ops; o; o = o->next) {
-			if (!o->borrowed) { /* written: only the answer waits */
-				free(o->buf);
-				o->buf = NULL;
-			}
-			l->parked_tail = o;
-		}
+		park(l, c->ops);
 		free(c);
 		return;
 	}
@@ -490,11 +503,7 @@ static void log_kick(struct log *l)
 		return;
 	}
 	while (l->staged_head && l->staged_head->roll) {
-		struct log_op *op = l->staged_head;
-		l->staged_head = op->next;
-		if (!l->staged_head)
-			l->staged_tail = NULL;
-		op->next = NULL;
+		struct log_op *op = staged_pop(l);
 		if (!op->seg->dirty) { /* its last write came with an fsync */
 			op_free(op);
 			continue;
@@ -525,10 +534,7 @@ static void log_kick(struct log *l)
 		size_t max = c->fsync || op->fsync ? CHAIN_FSYNC_BYTES_MAX : CHAIN_BYTES_MAX;
 		if (op->len > 0 && (n == CHAIN_IOV_MAX || (bytes > 0 && bytes + op->len > max)))
 			break;
-		l->staged_head = op->next;
-		if (!l->staged_head)
-			l->staged_tail = NULL;
-		op->next = NULL;
+		staged_pop(l);
 		*tailp = op;
 		tailp = &op->next;
 		if (op->len > 0) {
