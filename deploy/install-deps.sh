@@ -2,7 +2,8 @@
 # install-deps.sh build|test — installs what Tidemark needs on Debian, only
 # what is missing, so a fresh clone needs nothing but this repository.
 #   build: compiler, libevent, liburing, OpenSSL, pkg-config
-#   test:  Check, clang (libFuzzer), kcat, librdkafka, Debian's python3-kafka
+#   test:  Check, clang (libFuzzer), kcat, librdkafka, iproute2 and iptables
+#          (the network-cut fault tests), Debian's python3-kafka
 #          and python3-confluent-kafka, a venv with PyPI's kafka-python,
 #          confluent-kafka and pytest, and Kafka's Java tools from Maven Central.
 # Caches live outside the repo under $TM_CACHE (default ~/.cache/tidemark).
@@ -31,7 +32,7 @@ apt_install
 [ "$what" = build ] && exit 0
 
 for p in check clang kcat librdkafka-dev python3 python3-kafka python3-confluent-kafka \
-	 python3-venv maven openjdk-17-jre-headless iproute2 procps; do want $p; done
+	 python3-venv maven openjdk-17-jre-headless iproute2 iptables procps; do want $p; done
 # Java and Maven may already be present outside dpkg (e.g. a JDK on PATH).
 if command -v java >/dev/null 2>&1; then need_pkgs=$(echo "$need_pkgs" | sed 's/openjdk-17-jre-headless//'); fi
 if command -v mvn >/dev/null 2>&1; then need_pkgs=$(echo "$need_pkgs" | sed 's/maven//'); fi
