@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -52,6 +53,7 @@ struct fetch_part {
 	int32_t max_bytes;
 	bool answer_now;            /* divergence: no waiting */
 	uint8_t *data;              /* owned until the response is encoded */
+	struct log_range range;     /* or where the records lie (zero copy), fd owned */
 	size_t len;
 	struct tm_waiter w;
 };
@@ -83,10 +85,40 @@ static void fetch_clear_waits(struct fetch_op *op)
 static void fetch_free_data(struct fetch_op *op)
 {
 	for (int i = 0; i < op->n_parts; i++) {
-		free(op->parts[i].data);
-		op->parts[i].data = NULL;
-		op->parts[i].len = 0;
+		struct fetch_part *fp = &op->parts[i];
+		free(fp->data);
+		fp->data = NULL;
+		if (fp->range.fd >= 0)
+			close(fp->range.fd);
+		fp->range.fd = -1;
+		fp->range.len = 0;
+		fp->len = 0;
 	}
+}
+
+/* The records of fp as the response's field: its read buffer, or a hole
+ * the connection fills from the segment file (the descriptor moves to the
+ * request, which closes it if the response is never sent). */
+static struct kbytes fetch_records(struct fetch_op *op, struct fetch_part *fp)
+{
+	struct tm_req *req = op->req;
+	req->b->metrics.fetch_records_bytes += fp->len;
+	if (fp->data)
+		return kbytes_make(fp->data, fp->len);
+	if (fp->range.len == 0)
+		return kbytes_make("", 0);
+	req->b->metrics.fetch_sendfile_bytes += fp->range.len;
+	struct tm_file_range *f = arena_alloc(&req->arena, sizeof(*f));
+	if (!f) {
+		fp->r->error_code = TM_ERR_KAFKA_STORAGE_ERROR;
+		return kbytes_make("", 0);
+	}
+	f->fd = fp->range.fd;
+	f->pos = fp->range.pos;
+	f->next = req->files;
+	req->files = f;
+	fp->range.fd = -1;
+	return kbytes_hole(f, fp->range.len);
 }
 
 static void fetch_unlink(struct fetch_op *op)
@@ -107,10 +139,8 @@ static void fetch_respond(struct fetch_op *op)
 	fetch_clear_waits(op);
 	if (op->timer)
 		event_free(op->timer);
-	for (int i = 0; i < op->n_parts; i++) {
-		struct fetch_part *fp = &op->parts[i];
-		fp->r->records = fp->data ? kbytes_make(fp->data, fp->len) : kbytes_make("", 0);
-	}
+	for (int i = 0; i < op->n_parts; i++)
+		op->parts[i].r->records = fetch_records(op, &op->parts[i]);
 	/* Encode, then free the read buffers, then finish: finishing frees the
 	 * request arena that holds op->parts. */
 	struct tm_req *req = op->req;
@@ -210,6 +240,35 @@ static void fetch_read_done(void *arg, int err, uint8_t *data, size_t len)
 	fetch_settle(fp->op);
 }
 
+/* Zero copy: finds where fp's records lie instead of reading them, and the
+ * connection sends them from the file.  True when that settled fp (records
+ * found, nothing to read, or an error); false to read them the usual way:
+ * when they are not in the page cache (sendfile on the loop would wait for
+ * the disk, the ring's read waits in a kernel worker), or when no file
+ * descriptor is left for the range. */
+static bool fetch_range(struct fetch_part *fp, struct tm_partition *p, int64_t limit, int32_t want)
+{
+	struct log_range rg;
+	int rc = log_read_range(p->log, fp->fetch_offset, limit, (size_t)want, &rg);
+	if (rc == -ERANGE) {
+		fp->r->error_code = TM_ERR_OFFSET_OUT_OF_RANGE;
+		return true;
+	}
+	if (rc == -EMFILE || rc == -ENFILE)
+		return false; /* no descriptor to spare: read a copy instead */
+	if (rc) {
+		fp->r->error_code = TM_ERR_KAFKA_STORAGE_ERROR;
+		return true;
+	}
+	if (rg.len > 0 && !rg.cached) {
+		close(rg.fd);
+		return false;
+	}
+	fp->range = rg;
+	fp->len = rg.len;
+	return true;
+}
+
 static void fetch_round(struct fetch_op *op)
 {
 	int32_t budget = op->in.max_bytes > 0 ? op->in.max_bytes : 0;
@@ -280,6 +339,8 @@ static void fetch_round(struct fetch_op *op)
 			want = 1;
 		first_with_data = false;
 		budget -= want;
+		if (op->req->zero_copy && fetch_range(fp, p, limit, want))
+			continue;
 		op->reads_pending++;
 		int rc = log_read(p->log, fp->fetch_offset, limit, (size_t)want, fetch_read_done, fp);
 		if (rc) {
@@ -365,6 +426,7 @@ void api_fetch(struct tm_req *req)
 			fp->current_leader_epoch = ft->partitions[i].current_leader_epoch;
 			fp->last_fetched_epoch = req->hdr.api_version >= 12 ? ft->partitions[i].last_fetched_epoch : -1;
 			fp->max_bytes = ft->partitions[i].partition_max_bytes;
+			fp->range.fd = -1;
 			fp->w.wake = fetch_wake;
 			fp->w.arg = fp;
 		}

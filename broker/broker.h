@@ -48,6 +48,16 @@ struct ssl_ctx_st;
 
 /* One request from arrival to response.  Lives until its response is queued
  * (or dropped, when the connection closed while it was pending). */
+/* A part of a response body that is a range of a file (Fetch records): the
+ * response's wbuf has a hole tagged with it, and the connection sends it
+ * with sendfile.  Lives in the request's arena; fd belongs to the request
+ * until the connection takes it (then -1), and req_free closes what is left. */
+struct tm_file_range {
+	struct tm_file_range *next; /* the request's list */
+	int fd;
+	int64_t pos;
+};
+
 struct tm_req {
 	struct tm_broker *b;
 	struct tm_conn *conn;       /* NULL once the connection is gone */
@@ -61,6 +71,8 @@ struct tm_req {
 	int64_t arrival_ms;
 	bool done;
 	bool no_response;           /* Produce acks=0 */
+	bool zero_copy;             /* the connection can send file ranges (plaintext) */
+	struct tm_file_range *files; /* file ranges the response refers to */
 	const char *listener_name;
 	char peer_host[48];         /* the client's address, as Kafka shows it: "/127.0.0.1" */
 };

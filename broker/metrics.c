@@ -39,6 +39,10 @@ static void metrics_cb(struct evhttp_request *r, void *arg)
 	}
 	evbuffer_add_printf(o, "# TYPE tidemark_request_bytes_total counter\ntidemark_request_bytes_total %" PRIu64 "\n", m->request_bytes);
 	evbuffer_add_printf(o, "# TYPE tidemark_response_bytes_total counter\ntidemark_response_bytes_total %" PRIu64 "\n", m->response_bytes);
+	evbuffer_add_printf(o, "# TYPE tidemark_fetch_records_bytes_total counter\ntidemark_fetch_records_bytes_total %" PRIu64 "\n",
+			    m->fetch_records_bytes);
+	evbuffer_add_printf(o, "# TYPE tidemark_fetch_sendfile_bytes_total counter\ntidemark_fetch_sendfile_bytes_total %" PRIu64 "\n",
+			    m->fetch_sendfile_bytes);
 	evbuffer_add_printf(o, "# TYPE tidemark_connections_accepted_total counter\ntidemark_connections_accepted_total %" PRIu64 "\n",
 			    m->connections_accepted);
 	evbuffer_add_printf(o, "# TYPE tidemark_connections_closed_protocol_error_total counter\ntidemark_connections_closed_protocol_error_total %" PRIu64 "\n",

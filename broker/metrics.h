@@ -20,7 +20,8 @@ struct tm_metrics {
 	uint64_t connections_accepted;
 	uint64_t connections_closed_protocol_error;
 	uint64_t produce_records_bytes;
-	uint64_t fetch_records_bytes;
+	uint64_t fetch_records_bytes;   /* records answered to Fetch (consumers and followers) */
+	uint64_t fetch_sendfile_bytes;  /* the part of them sent from the file (zero copy) */
 };
 
 int metrics_http_start(struct tm_broker *b);

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "broker/tls.h"
+#include "common/tm_assert.h"
 #include "common/tm_log.h"
 #include "common/tm_time.h"
 #include "storage/io.h"
@@ -81,6 +82,7 @@ struct tm_conn {
 	size_t pend_len, pend_have;
 	int busy;                     /* >0 while conn_read_cb runs: frees are deferred */
 	bool closing;                 /* close once the queue's output is written */
+	bool broken;                  /* the output ends inside a frame: write nothing more */
 	bool dead;                    /* free as soon as not busy */
 	bool read_paused;
 	char peer[160];
@@ -96,6 +98,9 @@ static struct tm_listen_ctx listen_ctx[TM_MAX_LISTENERS];
 
 static void req_free(struct tm_req *r)
 {
+	for (struct tm_file_range *f = r->files; f; f = f->next)
+		if (f->fd >= 0)
+			close(f->fd);
 	arena_deinit(&r->arena);
 	wbuf_deinit(&r->resp);
 	free(r->frame);
@@ -205,6 +210,34 @@ static void conn_add_body(struct evbuffer *out, struct tm_wbuf *body)
 	}
 }
 
+/* A body with holes (struct tm_wbuf_hole): the encoded bytes between them
+ * are copied, each hole is its file range, sent with sendfile when the
+ * output drains to the socket.  The range's descriptor moves to libevent.
+ * 0, or -ENOMEM (the connection must close: the frame is incomplete). */
+static int conn_add_body_with_holes(struct evbuffer *out, struct tm_wbuf *body)
+{
+	size_t at = 0;
+	for (size_t i = 0; i < body->n_holes; i++) {
+		const struct tm_wbuf_hole *h = &body->holes[i];
+		struct tm_file_range *f = h->tag;
+		TM_ASSERT(h->at >= at);
+		TM_ASSERT(f->fd >= 0);
+		if (evbuffer_add(out, body->buf + at, h->at - at) != 0)
+			return -ENOMEM;
+		at = h->at;
+		struct evbuffer_file_segment *seg =
+			evbuffer_file_segment_new(f->fd, f->pos, (ev_off_t)h->len, EVBUF_FS_CLOSE_ON_FREE);
+		if (!seg)
+			return -ENOMEM;
+		f->fd = -1;
+		int rc = evbuffer_add_file_segment(out, seg, 0, (ev_off_t)h->len);
+		evbuffer_file_segment_free(seg); /* the evbuffer holds its own reference */
+		if (rc != 0)
+			return -ENOMEM;
+	}
+	return evbuffer_add(out, body->buf + at, body->len - at) == 0 ? 0 : -ENOMEM;
+}
+
 /* Writes the done prefix of the queue. */
 static void conn_flush_queue(struct tm_conn *c)
 {
@@ -216,19 +249,29 @@ static void conn_flush_queue(struct tm_conn *c)
 			c->tail = NULL;
 		c->inflight--;
 		c->inflight_bytes -= r->frame_len;
-		if (!r->no_response) {
+		if (!r->no_response && !c->broken) {
 			struct tm_wbuf hdr;
 			wbuf_init(&hdr);
 			wr_i32(&hdr, 0);
 			kafka_response_header_encode(&hdr, r->hdr.api_key, r->hdr.api_version, r->hdr.correlation_id);
-			if (hdr.err || r->resp.err || r->resp.len > INT32_MAX / 2) {
+			size_t body_len = r->resp.len + r->resp.hole_bytes;
+			if (hdr.err || r->resp.err || body_len > INT32_MAX / 2) {
 				tm_error("server", "connection %s: could not encode a response (out of memory); closing", c->peer);
 				c->closing = true;
 			} else {
-				wr_patch_i32(&hdr, 0, (int32_t)(hdr.len - 4 + r->resp.len));
-				c->b->metrics.response_bytes += hdr.len + r->resp.len;
+				wr_patch_i32(&hdr, 0, (int32_t)(hdr.len - 4 + body_len));
+				c->b->metrics.response_bytes += hdr.len + body_len;
 				evbuffer_add(out, hdr.buf, hdr.len);
-				conn_add_body(out, &r->resp);
+				if (r->resp.n_holes == 0) {
+					conn_add_body(out, &r->resp);
+				} else if (conn_add_body_with_holes(out, &r->resp) != 0) {
+					/* Part of the frame is queued: nothing after it could
+					 * be read right, so nothing more is written. */
+					tm_error("server", "connection %s: could not queue a response (out of memory); closing",
+						 c->peer);
+					c->closing = true;
+					c->broken = true;
+				}
 			}
 			wbuf_deinit(&hdr);
 		}
@@ -413,6 +456,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		r->frame_len = len;
 		r->arrival_ms = tm_mono_ms();
 		r->listener_name = c->listener->name;
+		r->zero_copy = !conn_is_tls(c);
 		memcpy(r->peer_host, c->peer_host, sizeof(r->peer_host));
 		arena_init(&r->arena, 0);
 		wbuf_init(&r->resp);

@@ -124,6 +124,7 @@ void wbuf_init(struct tm_wbuf *w)
 void wbuf_deinit(struct tm_wbuf *w)
 {
 	free(w->buf);
+	free(w->holes);
 	memset(w, 0, sizeof(*w));
 }
 
@@ -131,6 +132,8 @@ void wbuf_reset(struct tm_wbuf *w)
 {
 	w->len = 0;
 	w->err = 0;
+	w->n_holes = 0;
+	w->hole_bytes = 0;
 }
 
 int wbuf_reserve(struct tm_wbuf *w, size_t n)
@@ -161,8 +164,27 @@ uint8_t *wbuf_steal(struct tm_wbuf *w, size_t *len_out)
 {
 	uint8_t *b = w->buf;
 	*len_out = w->len;
+	free(w->holes);
 	memset(w, 0, sizeof(*w));
 	return b;
+}
+
+void wr_hole(struct tm_wbuf *w, size_t len, void *tag)
+{
+	if (w->err)
+		return;
+	if (w->n_holes == w->cap_holes) {
+		size_t cap = w->cap_holes ? w->cap_holes * 2 : 4;
+		struct tm_wbuf_hole *h = realloc(w->holes, cap * sizeof(*h));
+		if (!h) {
+			w->err = -ENOMEM;
+			return;
+		}
+		w->holes = h;
+		w->cap_holes = cap;
+	}
+	w->holes[w->n_holes++] = (struct tm_wbuf_hole){ w->len, len, tag };
+	w->hole_bytes += len;
 }
 
 void wr_bytes(struct tm_wbuf *w, const void *p, size_t n)

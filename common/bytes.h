@@ -59,11 +59,24 @@ uint64_t rd_uvarlong(struct tm_rd *r); /* at most 10 bytes */
 const uint8_t *rd_take(struct tm_rd *r, size_t n);
 void rd_skip(struct tm_rd *r, size_t n);
 
+/* A hole: `len` bytes that belong at position `at` of the buffer but are
+ * not in it.  The sender fills them from elsewhere (a Fetch answer's
+ * records go from the segment file to the socket with sendfile); `tag` is
+ * the writer's handle on where they come from. */
+struct tm_wbuf_hole {
+	size_t at;
+	size_t len;
+	void *tag;
+};
+
 struct tm_wbuf {
 	uint8_t *buf;
-	size_t len;
+	size_t len;          /* bytes in buf, holes not counted */
 	size_t cap;
-	int err; /* 0, or -ENOMEM once a grow failed */
+	int err;             /* 0, or -ENOMEM once a grow failed */
+	struct tm_wbuf_hole *holes; /* in position order */
+	size_t n_holes, cap_holes;
+	size_t hole_bytes;   /* sum of the holes' lengths */
 };
 
 void wbuf_init(struct tm_wbuf *w);
@@ -71,8 +84,11 @@ void wbuf_deinit(struct tm_wbuf *w);
 void wbuf_reset(struct tm_wbuf *w);
 /* Makes room for n more bytes; returns 0 or -ENOMEM (also stored in w->err). */
 int wbuf_reserve(struct tm_wbuf *w, size_t n);
-/* Hands the buffer to the caller (who frees it) and leaves w empty. */
+/* Hands the buffer to the caller (who frees it) and leaves w empty; the
+ * list of holes is dropped (take what it says first). */
 uint8_t *wbuf_steal(struct tm_wbuf *w, size_t *len_out);
+/* Records a hole of len bytes at the current end (see struct tm_wbuf_hole). */
+void wr_hole(struct tm_wbuf *w, size_t len, void *tag);
 
 void wr_bytes(struct tm_wbuf *w, const void *p, size_t n);
 void wr_i8(struct tm_wbuf *w, int8_t v);

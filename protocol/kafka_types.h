@@ -30,6 +30,10 @@ struct kstr {
 struct kbytes {
 	const uint8_t *ptr;
 	int32_t len; /* -1: null */
+	/* Encoding only: the len bytes are not at ptr but elsewhere; the
+	 * encoder writes the length and a hole tagged ptr (struct tm_wbuf_hole)
+	 * for the sender to fill. */
+	bool hole;
 };
 
 struct kuuid {
@@ -61,12 +65,23 @@ static inline struct kbytes kbytes_make(const void *p, size_t len)
 	struct kbytes b;
 	b.ptr = p;
 	b.len = (int32_t)len;
+	b.hole = false;
+	return b;
+}
+
+/* len bytes the sender splices in at this place; tag says from where. */
+static inline struct kbytes kbytes_hole(void *tag, size_t len)
+{
+	struct kbytes b;
+	b.ptr = tag;
+	b.len = (int32_t)len;
+	b.hole = true;
 	return b;
 }
 
 static inline struct kbytes kbytes_null(void)
 {
-	struct kbytes b = { NULL, -1 };
+	struct kbytes b = { NULL, -1, false };
 	return b;
 }
 

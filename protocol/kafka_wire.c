@@ -76,8 +76,7 @@ int kafka_rd_bytes(struct tm_rd *r, bool flex, bool nullable, struct kbytes *out
 	const uint8_t *p = rd_take(r, (size_t)n);
 	if (!p)
 		return -EBADMSG;
-	out->ptr = p;
-	out->len = (int32_t)n;
+	*out = kbytes_make(p, (size_t)n);
 	return 0;
 }
 
@@ -210,7 +209,10 @@ void kafka_wr_bytes(struct tm_wbuf *w, bool flex, bool nullable, struct kbytes b
 		return;
 	}
 	wr_len(w, flex, true, b.len);
-	wr_bytes(w, b.ptr, (size_t)b.len);
+	if (b.hole)
+		wr_hole(w, (size_t)b.len, (void *)b.ptr);
+	else
+		wr_bytes(w, b.ptr, (size_t)b.len);
 }
 
 void kafka_wr_uuid(struct tm_wbuf *w, const struct kuuid *u)
@@ -251,10 +253,15 @@ void kafka_wr_tag_end(struct tm_wbuf *w, size_t data_at)
 {
 	if (w->err)
 		return;
+	/* Holes inside the field count in its size and move with its bytes. */
+	size_t holes_from = w->n_holes, hole_bytes = 0;
+	while (holes_from > 0 && w->holes[holes_from - 1].at >= data_at)
+		hole_bytes += w->holes[--holes_from].len;
 	size_t n = w->len - data_at;
+	size_t size = n + hole_bytes;
 	uint8_t var[5];
 	size_t k = 0;
-	uint32_t v = (uint32_t)n;
+	uint32_t v = (uint32_t)size;
 	do {
 		uint8_t b = v & 0x7f;
 		v >>= 7;
@@ -265,4 +272,6 @@ void kafka_wr_tag_end(struct tm_wbuf *w, size_t data_at)
 	memmove(w->buf + data_at + k, w->buf + data_at, n);
 	memcpy(w->buf + data_at, var, k);
 	w->len += k;
+	for (size_t i = holes_from; i < w->n_holes; i++)
+		w->holes[i].at += k;
 }

@@ -1251,6 +1251,113 @@ found:
 	return 0;
 }
 
+/* Position of the first batch in s at or after `from` whose last offset is
+ * >= limit, or s->written when every batch from `from` on lies below it.
+ * -errno from a header read. */
+static int64_t seg_end_below(const struct log *l, size_t i, int64_t limit)
+{
+	const struct segment *s = l->segs[i];
+	int64_t seg_end_offset = i + 1 < l->nsegs ? TM_MIN(l->segs[i + 1]->base, l->written) : l->written;
+	if (limit >= seg_end_offset)
+		return s->written;
+	struct sbatch_hdr h;
+	int64_t pos = 0;
+	int found = seg_seek(s, limit, s->written, &pos, &h);
+	if (found < 0)
+		return found;
+	return found ? pos : s->written;
+}
+
+/* The last index entry's position in (after, upto], or -1. */
+static int64_t seg_index_boundary(const struct segment *s, int64_t after, int64_t upto)
+{
+	uint32_t lo = 0, hi = s->noidx; /* first entry with pos > upto */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->oidx[mid].pos <= upto)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0 || s->oidx[lo - 1].pos <= after)
+		return -1;
+	return s->oidx[lo - 1].pos;
+}
+
+/* True when the page holding byte `pos` of fd is in the page cache. */
+static bool page_cached(int fd, int64_t pos)
+{
+	uint8_t b;
+	struct iovec iov = { &b, 1 };
+	return preadv2(fd, &iov, 1, pos, RWF_NOWAIT) == 1;
+}
+
+/* Batch headers read at most past the index entry a range ends on. */
+#define LOG_RANGE_HEADER_STEPS 16
+
+int log_read_range(struct log *l, int64_t offset, int64_t max_offset, size_t max_bytes,
+		   struct log_range *out)
+{
+	out->fd = -1;
+	out->pos = 0;
+	out->len = 0;
+	out->cached = true;
+	if (!l)
+		return -EINVAL;
+	if (l->offline)
+		return l->offline_err;
+	if (offset < l->log_start || offset > l->leo)
+		return -ERANGE;
+	int64_t limit = TM_MIN(max_offset, l->written);
+	if (offset >= limit)
+		return 0;
+	size_t i = seg_for_offset(l, offset);
+	struct segment *s = NULL;
+	struct sbatch_hdr h;
+	int64_t pos = 0;
+	for (; i < l->nsegs; i++) {
+		s = l->segs[i];
+		int found = seg_seek(s, TM_MAX(offset, s->base), s->written, &pos, &h);
+		if (found < 0)
+			return found;
+		if (found)
+			break;
+	}
+	if (i == l->nsegs || sbatch_last_offset(&h) >= limit)
+		return 0;
+	int64_t first = (int64_t)sbatch_total_size(&h);
+	if (pos + first > s->written)
+		return -EBADMSG; /* the file ends inside the batch */
+	int64_t end_limit = seg_end_below(l, i, limit);
+	if (end_limit < 0)
+		return (int)end_limit;
+	/* Whole batches up to cap: the first always, then to the last index
+	 * entry within cap, then header by header while the next still fits. */
+	int64_t cap = TM_MIN(TM_MAX(pos + (int64_t)TM_MIN(max_bytes, (size_t)INT32_MAX), pos + first), end_limit);
+	int64_t end = pos + first;
+	int64_t at_index = seg_index_boundary(s, end, cap);
+	if (at_index > end)
+		end = at_index;
+	for (int k = 0; k < LOG_RANGE_HEADER_STEPS && end + SBATCH_HDR_SIZE <= cap; k++) {
+		if (seg_read_header(s, end, &h) != 0)
+			break;
+		int64_t size = (int64_t)sbatch_total_size(&h);
+		if (end + size > cap)
+			break;
+		end += size;
+	}
+	TM_ASSERT(end > pos);
+	TM_ASSERT(end <= s->written);
+	int fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	out->fd = fd;
+	out->pos = pos;
+	out->len = (size_t)(end - pos);
+	out->cached = page_cached(fd, pos) && page_cached(fd, end - 1);
+	return 0;
+}
+
 /* ---- timestamps ---------------------------------------------------------- */
 
 int log_offset_for_timestamp(struct log *l, int64_t ts, int64_t *offset_out, int64_t *ts_out)

@@ -139,6 +139,29 @@ typedef void (*log_read_cb)(void *arg, int err, uint8_t *data, size_t len);
 int log_read(struct log *l, int64_t offset, int64_t max_offset, size_t max_bytes,
 	     log_read_cb cb, void *arg);
 
+/* Where log_read's bytes lie in a segment file, for a sender that moves
+ * them to the socket itself (sendfile).  fd is the caller's: a dup of the
+ * segment's descriptor, so the range stays readable after the segment is
+ * deleted; close it (or hand it on).  len 0: nothing to read (fd -1). */
+struct log_range {
+	int fd;
+	int64_t pos;
+	size_t len;
+	bool cached; /* both ends were in the page cache when it was found */
+};
+
+/* log_read's batches without reading them: whole batches from the one
+ * holding `offset`, within one segment, below max_offset and the written
+ * offset, the first whole even when larger than max_bytes (KIP-74), and then
+ * up to max_bytes — ending at an index entry or a batch header read nearby,
+ * so it may stop a few KiB short of what log_read returns.  Synchronous: the
+ * offset index is in memory, and the few batch headers it needs are read
+ * with pread.  0 (out->len 0 when there is nothing below max_offset),
+ * -ERANGE (offset outside [log start, LEO]), -EBADMSG, or -errno (offline,
+ * out of descriptors). */
+int log_read_range(struct log *l, int64_t offset, int64_t max_offset, size_t max_bytes,
+		   struct log_range *out);
+
 /* ListOffsets by timestamp: the offset of the first record with timestamp
  * >= ts (for a compressed batch: its base offset) and that timestamp;
  * *offset_out = -1 when none.  Synchronous.  0 or -errno. */

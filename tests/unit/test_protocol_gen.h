@@ -34,7 +34,7 @@ static struct kbytes tg_bytes(struct tm_arena *a, unsigned *k)
 	uint8_t *p = arena_alloc(a, n);
 	for (unsigned i = 0; i < n; i++)
 		p[i] = (uint8_t)(n * 31 + i);
-	struct kbytes b = { p, (int32_t)n };
+	struct kbytes b = kbytes_make(p, n);
 	return b;
 }
 
