@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -453,6 +454,20 @@ static int lock_dir(const char *dir)
 	return fd;
 }
 
+/* Descriptors: one per segment, per connection, and one per partition of
+ * each Fetch answer waiting to be sent (zero copy).  The soft limit is often
+ * 1024; the hard one is what the operator allowed, so take all of it. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rlim_t was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		tm_warn("node", "open files limit stays at %llu: %s", (unsigned long long)was, strerror(errno));
+}
+
 int node_run(const struct tm_config *cfg)
 {
 	struct tm_broker *b = calloc(1, sizeof(*b));
@@ -465,6 +480,7 @@ int node_run(const struct tm_config *cfg)
 	tm_map_init(&b->topics);
 	tm_map_init(&b->topic_ids);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 
 	int rc = storage_identity(cfg, NULL, b->cluster_id);
 	if (rc)
