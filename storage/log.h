@@ -147,7 +147,9 @@ struct log_range {
 	int fd;
 	int64_t pos;
 	size_t len;
-	bool cached; /* both ends were in the page cache when it was found */
+	/* sending it will not wait for the disk: its middle and last pages
+	 * were in the page cache (the first was just read for its header) */
+	bool cached;
 };
 
 /* log_read's batches without reading them: whole batches from the one
