@@ -3,6 +3,8 @@
  * version round-trips (fill -> encode -> decode -> compare -> re-encode),
  * every strict prefix of an encoding is rejected, and a few hand-built byte
  * vectors derived from Kafka's protocol guide decode as Kafka means them.
+ * Holes (zero-copy Fetch): an encoding with records left as holes, filled
+ * in afterwards, is byte for byte the encoding with the records copied.
  */
 #include <check.h>
 #include <errno.h>
@@ -660,6 +662,409 @@ START_TEST(test_metadata_record_dispatch_roundtrip)
 }
 END_TEST
 
+/* ---- holes: bytes the sender splices in (zero-copy Fetch) ---- */
+
+/* Where a hole's bytes come from: the tag the encoder records. */
+struct hole_src {
+	const uint8_t *p;
+	size_t len;
+};
+
+/* The bytes the peer would see: w's bytes with each hole filled from its
+ * tag, in order.  Checks the holes are in position order, within the
+ * buffer, and sum to hole_bytes.  The caller frees the result. */
+static uint8_t *splice_holes(const struct tm_wbuf *w, size_t *len_out, const char *what)
+{
+	size_t total = w->len + w->hole_bytes, sum = 0, at = 0, o = 0;
+	uint8_t *out = malloc(total ? total : 1);
+	ck_assert_ptr_nonnull(out);
+	for (size_t i = 0; i < w->n_holes; i++) {
+		const struct tm_wbuf_hole *h = &w->holes[i];
+		const struct hole_src *src = h->tag;
+		ck_assert_msg(h->at >= at && h->at <= w->len, "%s: hole %zu at %zu (previous %zu, len %zu)",
+			      what, i, h->at, at, w->len);
+		ck_assert_msg(h->len == src->len, "%s: hole %zu is %zu bytes, its source %zu", what, i,
+			      h->len, src->len);
+		memcpy(out + o, w->buf + at, h->at - at);
+		o += h->at - at;
+		if (h->len)
+			memcpy(out + o, src->p, h->len);
+		o += h->len;
+		sum += h->len;
+		at = h->at;
+	}
+	ck_assert_msg(sum == w->hole_bytes, "%s: holes sum to %zu, hole_bytes %zu", what, sum,
+		      w->hole_bytes);
+	memcpy(out + o, w->buf + at, w->len - at);
+	o += w->len - at;
+	ck_assert_uint_eq(o, total);
+	*len_out = total;
+	return out;
+}
+
+/* Compares the spliced hole encoding with the plain one, naming the first
+ * differing byte. */
+static void expect_spliced_equal(const struct tm_wbuf *holes, const struct tm_wbuf *plain,
+				 const char *what)
+{
+	ck_assert_msg(holes->err == 0 && plain->err == 0, "%s: encode failed", what);
+	ck_assert_msg(plain->n_holes == 0 && plain->hole_bytes == 0, "%s: plain bytes made holes",
+		      what);
+	size_t len;
+	uint8_t *s = splice_holes(holes, &len, what);
+	ck_assert_msg(len == plain->len, "%s: spliced %zu bytes, plain encoding %zu", what, len,
+		      plain->len);
+	if (len > 0 && memcmp(s, plain->buf, len) != 0)
+		for (size_t i = 0; i < len; i++)
+			ck_assert_msg(s[i] == plain->buf[i], "%s: byte %zu is 0x%02x spliced, 0x%02x plain",
+				      what, i, s[i], plain->buf[i]);
+	free(s);
+}
+
+enum { FR_TOPICS = 2, FR_PARTS = 2 };
+
+/* Records of partition t*FR_PARTS+p: 73, 0, 300 (two-byte varint) and 40
+ * bytes; not batches, the encoder does not look inside. */
+static const size_t fr_records_len[FR_TOPICS * FR_PARTS] = { 73, 0, 300, 40 };
+
+/* A FetchResponse with 2 topics x 2 partitions; records as holes or as
+ * bytes, the empty partition as a zero-length hole or as "" when
+ * empty_as_hole is false. */
+static void fill_fetch_response(struct kafka_fetch_response *m,
+				struct kafka_fetch_response_fetchable_topic_response *topics,
+				struct kafka_fetch_response_partition_data *parts,
+				struct kafka_fetch_response_node_endpoint *nodes,
+				struct hole_src *src, bool holes, bool empty_as_hole)
+{
+	kafka_fetch_response_init(m);
+	m->throttle_time_ms = 7;
+	m->session_id = 1234;
+	m->responses = topics;
+	m->responses_count = FR_TOPICS;
+	memset(nodes, 0, sizeof(*nodes));
+	nodes->node_id = 3;
+	nodes->host = kstr_c("broker-3");
+	nodes->port = 9092;
+	nodes->rack = kstr_null();
+	m->node_endpoints = nodes;
+	m->node_endpoints_count = 1; /* a tagged field after every hole (v16+) */
+	for (int t = 0; t < FR_TOPICS; t++) {
+		memset(&topics[t], 0, sizeof(topics[t]));
+		topics[t].topic = kstr_c(t == 0 ? "orders" : "payments");
+		for (int i = 0; i < 16; i++)
+			topics[t].topic_id.b[i] = (uint8_t)(t * 16 + i + 1);
+		topics[t].partitions = &parts[t * FR_PARTS];
+		topics[t].partitions_count = FR_PARTS;
+		for (int p = 0; p < FR_PARTS; p++) {
+			int k = t * FR_PARTS + p;
+			struct kafka_fetch_response_partition_data *d = &parts[k];
+			memset(d, 0, sizeof(*d));
+			d->partition_index = p;
+			d->high_watermark = 1000 + k;
+			d->last_stable_offset = 900 + k;
+			d->log_start_offset = k;
+			d->diverging_epoch.epoch = -1;
+			d->diverging_epoch.end_offset = -1;
+			d->current_leader.leader_id = -1;
+			d->current_leader.leader_epoch = -1;
+			d->snapshot_id.end_offset = -1;
+			d->snapshot_id.epoch = -1;
+			if (k == 0) { /* tagged fields right after a hole (v12+) */
+				d->current_leader.leader_id = 3;
+				d->current_leader.leader_epoch = 9;
+			}
+			if (k == 2) {
+				d->diverging_epoch.epoch = 4;
+				d->diverging_epoch.end_offset = 77;
+			}
+			d->aborted_transactions_count = k == 3 ? 0 : -1;
+			d->preferred_read_replica = -1;
+			if (holes && (src[k].len > 0 || empty_as_hole))
+				d->records = kbytes_hole(&src[k], src[k].len);
+			else
+				d->records = kbytes_make(src[k].len ? src[k].p : (const uint8_t *)"", src[k].len);
+		}
+	}
+}
+
+START_TEST(test_fetch_response_with_record_holes_splices_to_the_copied_encoding)
+{
+	uint8_t data[FR_TOPICS * FR_PARTS][300];
+	struct hole_src src[FR_TOPICS * FR_PARTS];
+	for (int k = 0; k < FR_TOPICS * FR_PARTS; k++) {
+		for (size_t i = 0; i < sizeof(data[k]); i++)
+			data[k][i] = (uint8_t)(k * 59 + i * 7 + 1);
+		src[k].p = data[k];
+		src[k].len = fr_records_len[k];
+	}
+	const struct kafka_api_desc *d = kafka_api_lookup(KAFKA_API_FETCH);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_ge(d->max_version, 16);
+	for (int v = d->min_version; v <= d->max_version; v++) {
+		for (int empty_as_hole = 0; empty_as_hole < 2; empty_as_hole++) {
+			char what[64];
+			snprintf(what, sizeof(what), "FetchResponse v%d, empty %s", v,
+				 empty_as_hole ? "as a hole" : "as bytes");
+			struct kafka_fetch_response mh, mp;
+			struct kafka_fetch_response_fetchable_topic_response th[FR_TOPICS], tp[FR_TOPICS];
+			struct kafka_fetch_response_partition_data ph[FR_TOPICS * FR_PARTS],
+				pp[FR_TOPICS * FR_PARTS];
+			struct kafka_fetch_response_node_endpoint nh, np;
+			fill_fetch_response(&mh, th, ph, &nh, src, true, empty_as_hole);
+			fill_fetch_response(&mp, tp, pp, &np, src, false, false);
+			struct tm_wbuf wh, wp;
+			wbuf_init(&wh);
+			wbuf_init(&wp);
+			kafka_response_header_encode(&wh, KAFKA_API_FETCH, (int16_t)v, 42);
+			kafka_fetch_response_encode(&wh, (int16_t)v, &mh);
+			kafka_response_header_encode(&wp, KAFKA_API_FETCH, (int16_t)v, 42);
+			kafka_fetch_response_encode(&wp, (int16_t)v, &mp);
+
+			/* one hole per partition with records, tagged with its source, in order */
+			size_t want_holes = 0, want_bytes = 0;
+			for (int k = 0; k < FR_TOPICS * FR_PARTS; k++) {
+				if (src[k].len == 0 && !empty_as_hole)
+					continue;
+				ck_assert_msg(want_holes < wh.n_holes, "%s: %zu holes", what, wh.n_holes);
+				ck_assert_msg(wh.holes[want_holes].tag == &src[k],
+					      "%s: hole %zu is not partition %d's", what, want_holes, k);
+				want_holes++;
+				want_bytes += src[k].len;
+			}
+			ck_assert_msg(wh.n_holes == want_holes, "%s: %zu holes, want %zu", what,
+				      wh.n_holes, want_holes);
+			ck_assert_uint_eq(wh.hole_bytes, want_bytes);
+			ck_assert_uint_eq(wh.len + wh.hole_bytes, wp.len);
+			expect_spliced_equal(&wh, &wp, what);
+
+			/* and a client decodes the spliced bytes back to the records */
+			size_t len;
+			uint8_t *s = splice_holes(&wh, &len, what);
+			struct tm_arena a;
+			arena_init(&a, 0);
+			struct tm_rd r;
+			rd_init(&r, s, len);
+			int32_t corr;
+			ck_assert_int_eq(kafka_response_header_decode(&r, KAFKA_API_FETCH, (int16_t)v, &corr), 0);
+			ck_assert_int_eq(corr, 42);
+			struct kafka_fetch_response back;
+			int rc = kafka_fetch_response_decode(&r, (int16_t)v, &back, &a);
+			ck_assert_msg(rc == 0, "%s: decode %d", what, rc);
+			ck_assert_msg(r.pos == len, "%s: decode left %zu bytes", what, len - r.pos);
+			ck_assert_int_eq(back.responses_count, FR_TOPICS);
+			for (int t = 0; t < FR_TOPICS; t++)
+				for (int p = 0; p < FR_PARTS; p++) {
+					const struct kafka_fetch_response_partition_data *bp =
+						&back.responses[t].partitions[p];
+					int k = t * FR_PARTS + p;
+					ck_assert_int_eq(bp->high_watermark, 1000 + k);
+					ck_assert_msg(bp->records.len == (int32_t)src[k].len &&
+							      (src[k].len == 0 ||
+							       memcmp(bp->records.ptr, src[k].p, src[k].len) == 0),
+						      "%s: partition %d's records came back as %d bytes", what,
+						      k, bp->records.len);
+					if (v >= 12 && k == 0)
+						ck_assert_int_eq(bp->current_leader.leader_epoch, 9);
+					if (v >= 12 && k == 2)
+						ck_assert_int_eq(bp->diverging_epoch.end_offset, 77);
+				}
+			if (v >= 16) {
+				ck_assert_int_eq(back.node_endpoints_count, 1);
+				ck_assert(kstr_eq(back.node_endpoints[0].host, "broker-3"));
+			}
+			arena_deinit(&a);
+			free(s);
+			wbuf_deinit(&wh);
+			wbuf_deinit(&wp);
+		}
+	}
+}
+END_TEST
+
+/* Writes prefix, a hole before the field, then tagged field `tag` holding
+ * [3 bytes, records a, a nested tagged field holding records b, 2 bytes],
+ * then records c after it; `holes` says whether records go as holes. */
+static void write_tagged_with_records(struct tm_wbuf *w, bool holes, struct hole_src *a,
+				      struct hole_src *b, struct hole_src *c)
+{
+	static const uint8_t head[3] = { 0xa1, 0xa2, 0xa3 }, tail[2] = { 0xb1, 0xb2 };
+	struct hole_src *srcs[3] = { a, b, c };
+	struct kbytes kb[3];
+	for (int i = 0; i < 3; i++)
+		kb[i] = holes ? kbytes_hole(srcs[i], srcs[i]->len) : kbytes_make(srcs[i]->p, srcs[i]->len);
+	wr_i32(w, 0x01020304);
+	kafka_wr_bytes(w, true, false, kb[0]);   /* before the field: not counted in it */
+	wr_uvarint(w, 1);                        /* one tagged field */
+	size_t at = kafka_wr_tag_begin(w, 5);
+	wr_bytes(w, head, sizeof(head));
+	kafka_wr_bytes(w, true, false, kb[0]);
+	size_t inner = kafka_wr_tag_begin(w, 1);
+	kafka_wr_bytes(w, false, false, kb[1]);
+	kafka_wr_tag_end(w, inner);
+	wr_bytes(w, tail, sizeof(tail));
+	kafka_wr_tag_end(w, at);
+	kafka_wr_bytes(w, true, false, kb[2]);   /* after the field: not moved by it */
+}
+
+static size_t uvarint_len(size_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+START_TEST(test_hole_inside_tagged_field_counts_in_its_size_and_moves)
+{
+	/* sizes across the size varint's 1/2/3-byte steps, for the field and the
+	 * nested one */
+	static const size_t sizes[] = { 0,   1,   100, 114,   115,   120,   126,  127,
+					128, 200, 16363, 16370, 16383, 16384, 20000 };
+	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+	uint8_t *data = malloc(20000 + 16); /* sources start up to 7 bytes in */
+	ck_assert_ptr_nonnull(data);
+	for (size_t i = 0; i < 20000 + 16; i++)
+		data[i] = (uint8_t)(i * 13 + 5);
+	for (size_t i = 0; i < N; i++) {
+		for (size_t j = 0; j < N; j += 3) {
+			struct hole_src a = { data, sizes[i] }, b = { data + 7, sizes[j] },
+					c = { data + 1, 129 };
+			char what[96];
+			snprintf(what, sizeof(what), "tagged field with a %zu-byte hole and a nested %zu-byte one",
+				 a.len, b.len);
+			struct tm_wbuf wh, wp;
+			wbuf_init(&wh);
+			wbuf_init(&wp);
+			write_tagged_with_records(&wh, true, &a, &b, &c);
+			write_tagged_with_records(&wp, false, &a, &b, &c);
+			ck_assert_uint_eq(wh.n_holes, 4);
+			ck_assert_ptr_eq(wh.holes[0].tag, &a);
+			ck_assert_ptr_eq(wh.holes[1].tag, &a);
+			ck_assert_ptr_eq(wh.holes[2].tag, &b);
+			ck_assert_ptr_eq(wh.holes[3].tag, &c);
+			ck_assert_uint_eq(wh.hole_bytes, 2 * a.len + b.len + c.len);
+			/* the positions, from the layout: holes are not in the buffer */
+			size_t inner_size = 4 + b.len;
+			size_t outer_size = 3 + uvarint_len(a.len + 1) + a.len + 1 + uvarint_len(inner_size) +
+					    inner_size + 2;
+			size_t at0 = 4 + uvarint_len(a.len + 1);
+			size_t at1 = at0 + 1 + 1 + uvarint_len(outer_size) + 3 + uvarint_len(a.len + 1);
+			size_t at2 = at1 + 1 + uvarint_len(inner_size) + 4;
+			ck_assert_msg(wh.holes[0].at == at0 && wh.holes[1].at == at1 && wh.holes[2].at == at2 &&
+					      wh.holes[3].at == wh.len,
+				      "%s: holes at %zu %zu %zu %zu, want %zu %zu %zu %zu", what, wh.holes[0].at,
+				      wh.holes[1].at, wh.holes[2].at, wh.holes[3].at, at0, at1, at2, wh.len);
+			expect_spliced_equal(&wh, &wp, what);
+
+			/* the field's size as a reader sees it: every byte to the last one */
+			size_t len;
+			uint8_t *s = splice_holes(&wh, &len, what);
+			struct tm_rd r;
+			rd_init(&r, s, len);
+			(void)rd_i32(&r);
+			struct kbytes first;
+			ck_assert_int_eq(kafka_rd_bytes(&r, true, false, &first), 0);
+			ck_assert_uint_eq(rd_uvarint(&r), 1);
+			ck_assert_uint_eq(rd_uvarint(&r), 5);
+			uint32_t size = rd_uvarint(&r);
+			ck_assert_int_eq(r.err, 0);
+			ck_assert_uint_eq(size, outer_size);
+			rd_skip(&r, size);
+			struct kbytes last;
+			ck_assert_msg(kafka_rd_bytes(&r, true, false, &last) == 0 && r.pos == len,
+				      "%s: the field's size %u does not end where the next field starts",
+				      what, size);
+			ck_assert_uint_eq((size_t)last.len, c.len);
+			ck_assert(memcmp(last.ptr, c.p, c.len) == 0);
+			free(s);
+			wbuf_deinit(&wh);
+			wbuf_deinit(&wp);
+		}
+		/* a bare hole as the field's very first bytes (no length before it) */
+		struct hole_src a = { data + 3, sizes[i] };
+		struct tm_wbuf wh, wp;
+		wbuf_init(&wh);
+		wbuf_init(&wp);
+		for (int holes = 0; holes < 2; holes++) {
+			struct tm_wbuf *w = holes ? &wh : &wp;
+			wr_uvarint(w, 1);
+			size_t at = kafka_wr_tag_begin(w, 9);
+			if (holes)
+				wr_hole(w, a.len, &a);
+			else
+				wr_bytes(w, a.p, a.len);
+			wr_i16(w, 0x0102);
+			kafka_wr_tag_end(w, at);
+		}
+		ck_assert_uint_eq(wh.n_holes, 1);
+		ck_assert_uint_eq(wh.holes[0].at, 2 + uvarint_len(a.len + 2));
+		expect_spliced_equal(&wh, &wp, "a tagged field starting with a bare hole");
+		wbuf_deinit(&wh);
+		wbuf_deinit(&wp);
+	}
+	free(data);
+}
+END_TEST
+
+START_TEST(test_wbuf_reset_forgets_holes)
+{
+	uint8_t bytes[300];
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (uint8_t)i;
+	struct hole_src src[9];
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	for (int round = 0; round < 3; round++) {
+		/* more holes than the first allocation holds, so the list grows */
+		for (int i = 0; i < 9; i++) {
+			src[i].p = bytes + i;
+			src[i].len = (size_t)(i * 30);
+			wr_i16(&w, (int16_t)i);
+			kafka_wr_bytes(&w, round == 1, false, kbytes_hole(&src[i], src[i].len));
+		}
+		ck_assert_int_eq(w.err, 0);
+		ck_assert_uint_eq(w.n_holes, 9);
+		ck_assert_uint_eq(w.hole_bytes, 30 * (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8));
+		wbuf_reset(&w);
+		ck_assert_uint_eq(w.len, 0);
+		ck_assert_uint_eq(w.n_holes, 0);
+		ck_assert_uint_eq(w.hole_bytes, 0);
+		ck_assert_int_eq(w.err, 0);
+	}
+	/* after a reset the next hole is the first, at the new bytes' end */
+	wr_i32(&w, 7);
+	kafka_wr_bytes(&w, false, false, kbytes_hole(&src[2], src[2].len));
+	ck_assert_uint_eq(w.n_holes, 1);
+	ck_assert_uint_eq(w.holes[0].at, 8);
+	ck_assert_uint_eq(w.holes[0].len, 60);
+	ck_assert_ptr_eq(w.holes[0].tag, &src[2]);
+	ck_assert_uint_eq(w.hole_bytes, 60);
+	/* steal drops the list (ASan's leak check sees it freed) and empties w */
+	size_t len;
+	uint8_t *b = wbuf_steal(&w, &len);
+	ck_assert_uint_eq(len, 8);
+	ck_assert_uint_eq(w.n_holes, 0);
+	ck_assert_uint_eq(w.hole_bytes, 0);
+	ck_assert_ptr_null(w.holes);
+	free(b);
+	/* and deinit frees it */
+	wr_hole(&w, 5, &src[0]);
+	ck_assert_uint_eq(w.n_holes, 1);
+	ck_assert_uint_eq(w.holes[0].at, 0);
+	wbuf_deinit(&w);
+	ck_assert_ptr_null(w.holes);
+	ck_assert_uint_eq(w.n_holes, 0);
+	/* a failed buffer records no hole */
+	w.err = -ENOMEM;
+	wr_hole(&w, 5, &src[0]);
+	ck_assert_uint_eq(w.n_holes, 0);
+	ck_assert_uint_eq(w.hole_bytes, 0);
+	wbuf_deinit(&w);
+}
+END_TEST
+
 Suite *protocol_suite(void);
 
 Suite *protocol_suite(void)
@@ -681,6 +1086,12 @@ Suite *protocol_suite(void)
 	tcase_add_test(tv, test_api_table_matches_schemas);
 	tcase_add_test(tv, test_metadata_record_dispatch_roundtrip);
 	suite_add_tcase(s, tv);
+
+	TCase *tz = tcase_create("holes");
+	tcase_add_test(tz, test_fetch_response_with_record_holes_splices_to_the_copied_encoding);
+	tcase_add_test(tz, test_hole_inside_tagged_field_counts_in_its_size_and_moves);
+	tcase_add_test(tz, test_wbuf_reset_forgets_holes);
+	suite_add_tcase(s, tz);
 
 	TCase *th = tcase_create("hostile");
 	tcase_set_timeout(th, 120);

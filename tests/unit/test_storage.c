@@ -2,9 +2,13 @@
  * test_storage.c — the partition log's everyday behaviour: append and read
  * back across segments, index lookups, fetch limits (high watermark,
  * max_bytes, KIP-74), timestamps, roll, retention, DeleteRecords,
- * truncation, clean reopen, leader epochs, topic id, Kafka's file names.
+ * truncation, clean reopen, leader epochs, topic id, Kafka's file names;
+ * log_read_range (zero-copy Fetch) against log_read.
  */
 #include "tests/unit/test_storage_common.h"
+
+#include <dirent.h>
+#include <sys/mman.h>
 
 START_TEST(test_log_round_trip_across_segments)
 {
@@ -822,6 +826,598 @@ START_TEST(test_log_append_inplace_duplicate_leaves_bytes_alone)
 }
 END_TEST
 
+/* ---- log_read_range: where log_read's batches lie (zero-copy Fetch) ---- */
+
+/* Descriptors this process has open: a test must end with as many as it
+ * started with (every range's fd closed, nothing leaked by the log). */
+static int t_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	ck_assert_ptr_nonnull(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own descriptor */
+}
+
+/* The range's bytes, pread from its fd; NULL for an empty range. */
+static uint8_t *t_range_bytes(const struct log_range *rg)
+{
+	if (rg->len == 0)
+		return NULL;
+	uint8_t *b = malloc(rg->len);
+	ck_assert_ptr_nonnull(b);
+	ssize_t got = pread(rg->fd, b, rg->len, rg->pos);
+	ck_assert_msg(got == (ssize_t)rg->len, "pread(fd %d, %zu bytes at %lld) = %zd", rg->fd, rg->len,
+		      (long long)rg->pos, got);
+	return b;
+}
+
+static void t_range_close(struct log_range *rg)
+{
+	if (rg->fd >= 0)
+		ck_assert_int_eq(close(rg->fd), 0);
+	rg->fd = -1;
+}
+
+/* Appends one batch of n records with values of value_bytes; returns its
+ * size in bytes. */
+static size_t t_append_sized(struct tctx *t, int n, size_t value_bytes, uint8_t fill)
+{
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(n, t->now);
+	s.value_bytes = value_bytes;
+	s.fill = fill;
+	sth_build_batch(&w, &s);
+	size_t size = w.len;
+	struct log_append_result res;
+	int err = t_append_raw(t, w.buf, w.len, 0, -1, &res);
+	wbuf_deinit(&w);
+	ck_assert_msg(err == 0, "append err %d", err);
+	ck_assert_int_eq(res.kerr, TM_ERR_NONE);
+	return size;
+}
+
+static uint32_t t_rand(uint32_t *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return *seed >> 8;
+}
+
+/* t_batches allowing offset gaps between batches (a compacted log):
+ * whole, CRC-valid batches in increasing offset order; returns their count. */
+static int t_batches_gapped(const uint8_t *p, size_t len, int64_t *first, int64_t *last)
+{
+	size_t pos = 0;
+	int n = 0;
+	*first = *last = -1;
+	while (pos < len) {
+		struct sbatch_hdr h;
+		ck_assert_int_eq(sbatch_parse(p + pos, len - pos, &h), 0);
+		size_t size = sbatch_total_size(&h);
+		ck_assert_msg(size <= len - pos, "batch at %lld: %zu bytes, %zu left", (long long)h.base_offset,
+			      size, len - pos);
+		ck_assert_msg(sbatch_crc_ok(p + pos, size), "CRC of batch at %lld", (long long)h.base_offset);
+		if (n == 0)
+			*first = h.base_offset;
+		else
+			ck_assert_int_gt(h.base_offset, *last);
+		*last = sbatch_last_offset(&h);
+		pos += size;
+		n++;
+	}
+	return n;
+}
+
+/* One (offset, max_offset, max_bytes): log_read_range's bytes are whole
+ * batches from the one holding offset, below max_offset, and a prefix of
+ * log_read's answer, at most `slack` bytes shorter, empty only when it is. */
+static void t_expect_range_matches_read(struct tctx *t, int64_t off, int64_t max_off, size_t max_bytes,
+					size_t slack, uint32_t seed)
+{
+	struct t_read r;
+	t_read(t, off, max_off, max_bytes, &r);
+	ck_assert_msg(r.err == 0, "seed %u: log_read(%lld, %lld, %zu) = %d", seed, (long long)off,
+		      (long long)max_off, max_bytes, r.err);
+	struct log_range rg;
+	int rc = log_read_range(t->l, off, max_off, max_bytes, &rg);
+	ck_assert_msg(rc == 0, "seed %u: log_read_range(%lld, %lld, %zu) = %d", seed, (long long)off,
+		      (long long)max_off, max_bytes, rc);
+	if (r.len == 0) {
+		ck_assert_msg(rg.len == 0 && rg.fd == -1,
+			      "seed %u: log_read(%lld, %lld, %zu) is empty, the range %zu bytes (fd %d)", seed,
+			      (long long)off, (long long)max_off, max_bytes, rg.len, rg.fd);
+		return;
+	}
+	ck_assert_msg(rg.len > 0 && rg.fd >= 0,
+		      "seed %u: log_read(%lld, %lld, %zu) has %zu bytes, the range none (fd %d)", seed,
+		      (long long)off, (long long)max_off, max_bytes, r.len, rg.fd);
+	struct stat st;
+	ck_assert_int_eq(fstat(rg.fd, &st), 0);
+	ck_assert_int_ge(rg.pos, 0);
+	ck_assert_int_le(rg.pos + (int64_t)rg.len, st.st_size);
+	uint8_t *b = t_range_bytes(&rg);
+	ck_assert_msg(rg.len <= r.len && memcmp(b, r.data, rg.len) == 0,
+		      "seed %u: range(%lld, %lld, %zu) = %zu bytes at %lld, not a prefix of log_read's %zu",
+		      seed, (long long)off, (long long)max_off, max_bytes, rg.len, (long long)rg.pos, r.len);
+	ck_assert_msg(r.len - rg.len <= slack,
+		      "seed %u: range(%lld, %lld, %zu) = %zu bytes, log_read %zu: more than %zu short", seed,
+		      (long long)off, (long long)max_off, max_bytes, rg.len, r.len, slack);
+	int64_t first, last;
+	t_batches_gapped(b, rg.len, &first, &last); /* whole, CRC-valid, in order */
+	struct sbatch_hdr h;
+	ck_assert_int_eq(sbatch_parse(b, rg.len, &h), 0);
+	/* the batch holding off, or the next one when off lies in a gap */
+	ck_assert_msg(sbatch_last_offset(&h) >= off,
+		      "seed %u: range(%lld, ...) starts with batch %lld..%lld", seed, (long long)off,
+		      (long long)h.base_offset, (long long)sbatch_last_offset(&h));
+	ck_assert_msg(last < max_off, "seed %u: range(%lld, %lld, ...) holds offset %lld", seed,
+		      (long long)off, (long long)max_off, (long long)last);
+	/* up to max_bytes, or exactly the first batch when that is larger (KIP-74) */
+	size_t first_size = sbatch_total_size(&h);
+	ck_assert_uint_le(rg.len, max_bytes > first_size ? max_bytes : first_size);
+	free(b);
+	free(r.data);
+	t_range_close(&rg);
+}
+
+/* Fills the log with nbatches of seeded random sizes: tiny ones, medium
+ * ones, and ones larger than an index interval.  With gaps, as a follower
+ * would append them from a compacted leader: up to three batches a call
+ * (while under 4 KiB), up to four offsets missing before each but the first.  Returns the largest
+ * batch's size. */
+static size_t t_fill_varied(struct tctx *t, uint32_t *seed, int nbatches, bool gaps)
+{
+	size_t batch_max = 0;
+	for (int i = 0; i < nbatches;) {
+		int in_call = gaps ? 1 + (int)(t_rand(seed) % 3) : 1;
+		struct tm_wbuf w;
+		wbuf_init(&w);
+		int64_t next = log_end_offset(t->l);
+		for (int k = 0; k < in_call && i < nbatches && w.len < 4096; k++, i++) {
+			uint32_t kind = t_rand(seed) % 10;
+			struct sth_batch_spec s = sth_spec(1 + (int)(t_rand(seed) % 4), t->now);
+			s.value_bytes = kind < 4 ? 1 + t_rand(seed) % 16
+				      : kind < 7 ? 100 + t_rand(seed) % 200 : 1100 + t_rand(seed) % 1200;
+			s.fill = (uint8_t)('a' + i % 26);
+			size_t at = w.len;
+			sth_build_batch(&w, &s);
+			if (k > 0)
+				next += t_rand(seed) % 5;
+			tm_store_be64(w.buf + at, (uint64_t)next);
+			next += s.nrecords;
+			if (w.len - at > batch_max)
+				batch_max = w.len - at;
+		}
+		if (gaps) {
+			struct t_app a = { 0 };
+			ck_assert_int_eq(log_append_replica(t->l, w.buf, w.len, t->now, t_app_cb, &a), 0);
+			ck_assert(sth_run_until(t->io, &a.done));
+			ck_assert_int_eq(a.err, 0);
+		} else {
+			ck_assert_int_eq(t_append_raw(t, w.buf, w.len, 0, -1, NULL), 0);
+		}
+		ck_assert_int_eq(log_end_offset(t->l), next);
+		wbuf_deinit(&w);
+	}
+	return batch_max;
+}
+
+START_TEST(test_log_read_range_matches_log_read)
+{
+	static const struct {
+		int64_t segment_bytes;
+		int32_t index_interval_bytes;
+		bool gaps;
+	} cfgs[] = {
+		{ 16384, 1024, false },  /* many segments, batches up to ~10 KiB */
+		{ 16384, 0, true },      /* every batch indexed, offset gaps */
+		{ 1 << 20, 4096, true }, /* one segment, the default interval */
+	};
+	static const size_t max_bytes[] = { 0, 1, 500, 1023, 3000, 4096, 20000, 1 << 20 };
+	int fds = t_count_fds();
+	for (size_t ci = 0; ci < sizeof(cfgs) / sizeof(cfgs[0]); ci++) {
+		const uint32_t seed0 = 0x7a11u + (uint32_t)ci;
+		uint32_t seed = seed0;
+		struct tctx t;
+		t_setup(&t);
+		t.cfg.segment_bytes = cfgs[ci].segment_bytes;
+		t.cfg.index_interval_bytes = cfgs[ci].index_interval_bytes;
+		t_open(&t);
+		size_t batch_max = t_fill_varied(&t, &seed, 120, cfgs[ci].gaps);
+		ck_assert_uint_gt(batch_max, 4096);
+		if (cfgs[ci].segment_bytes < 20000)
+			ck_assert_int_ge(log_segment_count(t.l), 8);
+		int64_t leo = log_end_offset(t.l);
+		/* one index interval plus a batch: where the range may stop short */
+		size_t slack = (size_t)cfgs[ci].index_interval_bytes + batch_max;
+		for (int pass = 0; pass < 2; pass++) { /* the index as built, then as loaded from disk */
+			for (int64_t off = 0; off <= leo; off += 1 + 2 * pass) {
+				for (size_t m = 0; m < sizeof(max_bytes) / sizeof(max_bytes[0]); m++)
+					t_expect_range_matches_read(&t, off, leo, max_bytes[m], slack, seed0);
+				/* a random high watermark and max_bytes */
+				int64_t hw = off + (int64_t)(t_rand(&seed) % (uint32_t)(leo - off + 2));
+				t_expect_range_matches_read(&t, off, hw, t_rand(&seed) % 40000, slack, seed0);
+			}
+			t_close(&t);
+			t_open(&t);
+		}
+		t_teardown(&t);
+	}
+	ck_assert_int_eq(t_count_fds(), fds);
+}
+END_TEST
+
+START_TEST(test_log_read_range_gives_a_first_batch_larger_than_max_bytes_whole)
+{
+	int fds = t_count_fds();
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.index_interval_bytes = 1024;
+	t_open(&t);
+	size_t small = t_append_sized(&t, 2, 10, 's');      /* offsets 0..1 */
+	size_t big = t_append_sized(&t, 3, 3000, 'b');      /* 2..4, ~9 KiB */
+	size_t small2 = t_append_sized(&t, 1, 10, 't');     /* 5 */
+	ck_assert_uint_gt(big, 8000);
+	static const size_t max_bytes[] = { 0, 1, 61, 100, 1024, 8000 };
+	for (size_t m = 0; m < sizeof(max_bytes) / sizeof(max_bytes[0]); m++) {
+		for (int64_t off = 2; off <= 4; off++) {
+			struct log_range rg;
+			ck_assert_int_eq(log_read_range(t.l, off, 6, max_bytes[m], &rg), 0);
+			ck_assert_msg(rg.len == big, "offset %lld, max_bytes %zu: %zu bytes, the batch is %zu",
+				      (long long)off, max_bytes[m], rg.len, big);
+			ck_assert_int_eq(rg.pos, (int64_t)small);
+			uint8_t *b = t_range_bytes(&rg);
+			struct sbatch_hdr h;
+			ck_assert_int_eq(sbatch_parse(b, rg.len, &h), 0);
+			ck_assert_int_eq(h.base_offset, 2);
+			ck_assert(sbatch_crc_ok(b, rg.len));
+			free(b);
+			t_range_close(&rg);
+		}
+	}
+	/* the first batch and as many whole ones after it as fit */
+	struct log_range rg;
+	ck_assert_int_eq(log_read_range(t.l, 0, 6, small + big - 1, &rg), 0);
+	ck_assert_uint_eq(rg.len, small);
+	t_range_close(&rg);
+	ck_assert_int_eq(log_read_range(t.l, 0, 6, small + big, &rg), 0);
+	ck_assert_uint_eq(rg.len, small + big);
+	t_range_close(&rg);
+	ck_assert_int_eq(log_read_range(t.l, 0, 6, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, small + big + small2);
+	ck_assert_int_eq(rg.pos, 0);
+	t_range_close(&rg);
+	t_teardown(&t);
+	ck_assert_int_eq(t_count_fds(), fds);
+}
+END_TEST
+
+START_TEST(test_log_read_range_stops_below_the_high_watermark)
+{
+	int fds = t_count_fds();
+	struct tctx t;
+	t_setup(&t);
+	t_open(&t);
+	size_t one = 0;
+	for (int i = 0; i < 10; i++)
+		one = t_append_sized(&t, 2, 16, 'h'); /* batches at 0,2,4,...,18 */
+	struct log_range rg;
+	/* high watermark 6: batches 0,2,4 only */
+	ck_assert_int_eq(log_read_range(t.l, 0, 6, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, 3 * one);
+	ck_assert_int_eq(rg.pos, 0);
+	t_range_close(&rg);
+	/* HW inside a batch: that batch is not included */
+	ck_assert_int_eq(log_read_range(t.l, 0, 5, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, 2 * one);
+	t_range_close(&rg);
+	ck_assert_int_eq(log_read_range(t.l, 4, 5, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, 0);
+	ck_assert_int_eq(rg.fd, -1);
+	/* at or above the HW (but within the log): nothing, no error */
+	for (int64_t off = 6; off <= 20; off++) {
+		ck_assert_int_eq(log_read_range(t.l, off, 6, 1 << 20, &rg), 0);
+		ck_assert_msg(rg.len == 0 && rg.fd == -1, "offset %lld, HW 6: %zu bytes, fd %d",
+			      (long long)off, rg.len, rg.fd);
+	}
+	/* a HW beyond LEO limits nothing */
+	ck_assert_int_eq(log_read_range(t.l, 19, 100, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, one);
+	ck_assert_int_eq(rg.pos, 9 * (int64_t)one);
+	t_range_close(&rg);
+	t_teardown(&t);
+
+	/* over segments: the HW in a later segment does not cut an earlier one,
+	 * and in the same segment it does */
+	t_setup(&t);
+	t.cfg.segment_bytes = 1024;
+	t.cfg.index_interval_bytes = 128;
+	t_open(&t);
+	for (int i = 0; i < 60; i++)
+		one = t_append_sized(&t, 2, 16, 'g');
+	ck_assert_int_ge(log_segment_count(t.l), 4);
+	int64_t leo = log_end_offset(t.l);
+	for (int64_t hw = 0; hw <= leo; hw++) {
+		for (int64_t off = 0; off < leo; off += 3) {
+			ck_assert_int_eq(log_read_range(t.l, off, hw, 1 << 20, &rg), 0);
+			struct t_read r;
+			t_read(&t, off, hw, 1 << 20, &r);
+			ck_assert_int_eq(r.err, 0);
+			/* 2-record batches of equal size: nothing to stop short on */
+			ck_assert_msg(rg.len == r.len, "offset %lld, HW %lld: range %zu bytes, log_read %zu",
+				      (long long)off, (long long)hw, rg.len, r.len);
+			if (rg.len > 0) {
+				uint8_t *b = t_range_bytes(&rg);
+				int64_t first, last;
+				t_batches(b, rg.len, &first, &last);
+				ck_assert_int_lt(last, hw);
+				ck_assert_int_eq(first, off & ~(int64_t)1);
+				ck_assert(memcmp(b, r.data, rg.len) == 0);
+				free(b);
+			} else {
+				ck_assert_int_eq(rg.fd, -1);
+				ck_assert_int_ge(off | 1, hw); /* the batch holding off reaches the HW */
+			}
+			free(r.data);
+			t_range_close(&rg);
+		}
+	}
+	t_teardown(&t);
+	ck_assert_int_eq(t_count_fds(), fds);
+}
+END_TEST
+
+/* Batches appended but not yet in the file (LEO moved, "written" not) are
+ * not part of a range; once written they are. */
+START_TEST(test_log_read_range_leaves_out_batches_not_yet_written)
+{
+	int fds = t_count_fds();
+	struct tctx t;
+	t_setup(&t);
+	t_open(&t);
+	size_t one = 0;
+	for (int i = 0; i < 5; i++)
+		one = t_append_sized(&t, 2, 16, 'w'); /* 0..9 */
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(2, t.now);
+	sth_build_batch(&w, &s);
+	struct log_append_result res;
+	struct t_app a = { 0 };
+	ck_assert_int_eq(log_append(t.l, w.buf, w.len, 0, -1, t.now, &res, t_app_cb, &a), 0);
+	wbuf_deinit(&w);
+	ck_assert_int_eq(res.base_offset, 10);
+	ck_assert(!a.done);
+	ck_assert_int_eq(log_end_offset(t.l), 12);
+	ck_assert_int_eq(log_written_offset(t.l), 10);
+	struct log_range rg;
+	ck_assert_int_eq(log_read_range(t.l, 0, 100, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, 5 * one);
+	t_range_close(&rg);
+	for (int64_t off = 10; off <= 12; off++) { /* below LEO: no error, nothing yet */
+		ck_assert_int_eq(log_read_range(t.l, off, 100, 1 << 20, &rg), 0);
+		ck_assert_uint_eq(rg.len, 0);
+		ck_assert_int_eq(rg.fd, -1);
+	}
+	ck_assert(sth_run_until(t.io, &a.done));
+	ck_assert_int_eq(a.err, 0);
+	ck_assert_int_eq(log_read_range(t.l, 0, 100, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, 6 * one);
+	t_range_close(&rg);
+	ck_assert_int_eq(log_read_range(t.l, 11, 100, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, one);
+	ck_assert_int_eq(rg.pos, 5 * (int64_t)one);
+	t_range_close(&rg);
+	t_teardown(&t);
+	ck_assert_int_eq(t_count_fds(), fds);
+}
+END_TEST
+
+START_TEST(test_log_read_range_outside_the_log_is_erange)
+{
+	int fds = t_count_fds();
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.segment_bytes = 1024;
+	t_open(&t);
+	struct log_range rg;
+	/* empty log: offset 0 is LEO */
+	ck_assert_int_eq(log_read_range(t.l, 0, 100, 1 << 20, &rg), 0);
+	ck_assert_uint_eq(rg.len, 0);
+	ck_assert_int_eq(rg.fd, -1);
+	ck_assert_int_eq(log_read_range(t.l, 1, 100, 1 << 20, &rg), -ERANGE);
+	ck_assert_int_eq(rg.fd, -1);
+	ck_assert_int_eq(log_read_range(t.l, -1, 100, 1 << 20, &rg), -ERANGE);
+	ck_assert_int_eq(rg.fd, -1);
+	for (int i = 0; i < 50; i++)
+		t_append(&t, 2, t.now); /* 0..99 */
+	ck_assert_int_eq(log_delete_records(t.l, 61), 0);
+	ck_assert_int_eq(log_start_offset(t.l), 61);
+	static const int64_t outside[] = { -1, 0, 59, 60, 101, 102, INT64_MAX };
+	for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+		struct t_read r;
+		t_read(&t, outside[i], 1000, 1000, &r);
+		ck_assert_int_eq(r.err, -ERANGE);
+		rg.fd = 12345;
+		int rc = log_read_range(t.l, outside[i], 1000, 1000, &rg);
+		ck_assert_msg(rc == -ERANGE && rg.fd == -1 && rg.len == 0,
+			      "offset %lld (log 61..100): %d, fd %d, %zu bytes", (long long)outside[i], rc,
+			      rg.fd, rg.len);
+	}
+	/* the log start, inside batch 60..61: the batch from its start */
+	ck_assert_int_eq(log_read_range(t.l, 61, 1000, 1, &rg), 0);
+	uint8_t *b = t_range_bytes(&rg);
+	int64_t first, last;
+	ck_assert_int_eq(t_batches(b, rg.len, &first, &last), 1);
+	ck_assert_int_eq(first, 60);
+	free(b);
+	t_range_close(&rg);
+	/* LEO: nothing, no error, also with the HW above it */
+	ck_assert_int_eq(log_read_range(t.l, 100, 1000, 1000, &rg), 0);
+	ck_assert_uint_eq(rg.len, 0);
+	ck_assert_int_eq(rg.fd, -1);
+	ck_assert_int_eq(log_read_range(NULL, 0, 1000, 1000, &rg), -EINVAL);
+	t_teardown(&t);
+	ck_assert_int_eq(t_count_fds(), fds);
+}
+END_TEST
+
+/* The range's fd is a dup: when the log deletes the segment (DeleteRecords,
+ * retention, deleting the partition) the bytes stay readable through it. */
+START_TEST(test_log_read_range_fd_outlives_the_deleted_segment)
+{
+	int fds = t_count_fds();
+	struct tctx t;
+	t_setup(&t);
+	t.cfg.segment_bytes = 1024;
+	t.cfg.retention_ms = -1;
+	t_open(&t);
+	for (int i = 0; i < 60; i++)
+		t_append(&t, 2, t.now); /* 0..119, many segments */
+	ck_assert_int_ge(log_segment_count(t.l), 6);
+	struct log_range rg[3];
+	uint8_t *want[3];
+	int64_t first, last;
+
+	/* DeleteRecords past the first segments */
+	ck_assert_int_eq(log_read_range(t.l, 0, 1000, 1 << 20, &rg[0]), 0);
+	want[0] = t_range_bytes(&rg[0]);
+	ck_assert_int_gt(t_batches(want[0], rg[0].len, &first, &last), 1);
+	ck_assert_int_eq(first, 0);
+	ck_assert_int_eq(log_delete_records(t.l, last + 5), 0);
+	ck_assert(!t_exists(&t, "00000000000000000000.log"));
+
+	/* retention by size: every segment but the active one */
+	int64_t start = log_start_offset(t.l);
+	ck_assert_int_eq(log_read_range(t.l, start, 1000, 1 << 20, &rg[1]), 0);
+	want[1] = t_range_bytes(&rg[1]);
+	struct log_config c = t.cfg;
+	c.retention_bytes = 1;
+	log_set_config(t.l, &c);
+	ck_assert_int_gt(log_enforce_retention(t.l, t.now), 0);
+	ck_assert_int_eq(log_segment_count(t.l), 1);
+	ck_assert_int_gt(log_start_offset(t.l), start);
+
+	/* the whole partition */
+	start = log_start_offset(t.l);
+	ck_assert_int_eq(log_read_range(t.l, start, 1000, 1 << 20, &rg[2]), 0);
+	want[2] = t_range_bytes(&rg[2]);
+	ck_assert_int_eq(log_delete(t.l), 0);
+	t.l = NULL;
+	ck_assert_int_ne(access(t.dir, F_OK), 0);
+
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+		ck_assert_int_eq(fstat(rg[i].fd, &st), 0);
+		ck_assert_msg(st.st_nlink == 0, "range %d: its file still has %lu links", i,
+			      (unsigned long)st.st_nlink);
+		uint8_t *b = t_range_bytes(&rg[i]);
+		ck_assert_msg(memcmp(b, want[i], rg[i].len) == 0, "range %d: bytes changed", i);
+		ck_assert_int_gt(t_batches(b, rg[i].len, &first, &last), 0);
+		free(b);
+		free(want[i]);
+		t_range_close(&rg[i]);
+	}
+	t_teardown(&t);
+	ck_assert_int_eq(t_count_fds(), fds);
+}
+END_TEST
+
+/* Pages of fd in [pos, pos + len) that are in the page cache, by mincore
+ * (which, unlike a RWF_NOWAIT read, starts no readahead). */
+static size_t t_pages_cached(int fd, int64_t pos, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	int64_t from = pos / page * page;
+	size_t span = (size_t)(pos + (int64_t)len - from);
+	void *m = mmap(NULL, span, PROT_READ, MAP_SHARED, fd, from);
+	ck_assert(m != MAP_FAILED);
+	size_t n = (span + (size_t)page - 1) / (size_t)page, in = 0;
+	unsigned char *vec = malloc(n);
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(mincore(m, span, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		in += vec[i] & 1;
+	free(vec);
+	munmap(m, span);
+	return in;
+}
+
+/* Drops [pos, pos + len) of fd from the page cache; false when the kernel
+ * keeps it anyway. */
+static bool t_drop_pages(int fd, int64_t pos, size_t len)
+{
+	ck_assert_int_eq(posix_fadvise(fd, pos, (off_t)len, POSIX_FADV_DONTNEED), 0);
+	return t_pages_cached(fd, pos, len) == 0;
+}
+
+START_TEST(test_log_read_range_reports_whether_pages_are_cached)
+{
+	int fds = t_count_fds();
+	struct tctx t;
+	t_setup(&t);
+	t_open(&t);
+	for (int i = 0; i < 8; i++)
+		t_append_sized(&t, 4, 1000, 'c'); /* ~4 KiB a batch, 32 KiB in all */
+	struct log_range rg;
+	ck_assert_int_eq(log_read_range(t.l, 0, 100, 1 << 20, &rg), 0);
+	ck_assert_uint_gt(rg.len, 8 * 4000);
+	ck_assert_msg(rg.cached, "just appended, yet not in the page cache");
+	long page = sysconf(_SC_PAGESIZE);
+	/* No readahead on this file (the fd shares the log's open file): the
+	 * batch headers log_read_range preads would otherwise pull in the very
+	 * pages it then probes, now or a moment later, and the answer would
+	 * depend on timing. */
+	ck_assert_int_eq(posix_fadvise(rg.fd, 0, 0, POSIX_FADV_RANDOM), 0);
+	/* durable first: only clean pages can be dropped */
+	struct t_app a = { 0 };
+	ck_assert_int_eq(log_flush(t.l, t_app_cb, &a), 0);
+	ck_assert(sth_run_until(t.io, &a.done));
+	ck_assert_int_eq(a.err, 0);
+	if (!t_drop_pages(rg.fd, rg.pos, rg.len)) {
+		fprintf(stderr, "test_log_read_range_reports_whether_pages_are_cached: the page cache "
+				"keeps the segment after POSIX_FADV_DONTNEED here; cold part skipped\n");
+		t_range_close(&rg);
+		t_teardown(&t);
+		ck_assert_int_eq(t_count_fds(), fds);
+		return;
+	}
+	struct log_range cold;
+	ck_assert_int_eq(log_read_range(t.l, 0, 100, 1 << 20, &cold), 0);
+	/* headers past the index entry are read only from the cache: the
+	 * range may end sooner, and is still not cached */
+	ck_assert_uint_gt(cold.len, 0);
+	ck_assert_uint_le(cold.len, rg.len);
+	ck_assert_msg(!cold.cached, "dropped from the page cache, yet reported cached");
+	t_range_close(&cold);
+	/* a read through the ring brings them back */
+	struct t_read r;
+	t_read(&t, 0, 100, 1 << 20, &r);
+	ck_assert_uint_eq(r.len, rg.len);
+	free(r.data);
+	ck_assert_uint_eq(t_pages_cached(rg.fd, rg.pos, rg.len), (rg.len + (size_t)page - 1) / (size_t)page);
+	ck_assert_int_eq(log_read_range(t.l, 0, 100, 1 << 20, &cold), 0);
+	ck_assert(cold.cached);
+	t_range_close(&cold);
+	/* the far end counts too: only the last page gone */
+	int64_t end = rg.pos + (int64_t)rg.len;
+	int64_t last_page = (end - 1) / page * page;
+	ck_assert(t_drop_pages(rg.fd, last_page, (size_t)page)); /* whole pages only */
+	ck_assert_uint_gt(t_pages_cached(rg.fd, rg.pos, (size_t)page), 0);
+	ck_assert_int_eq(log_read_range(t.l, 0, 100, 1 << 20, &cold), 0);
+	ck_assert_msg(!cold.cached, "last page dropped, yet reported cached");
+	t_range_close(&cold);
+	t_range_close(&rg);
+	t_teardown(&t);
+	ck_assert_int_eq(t_count_fds(), fds);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("storage");
@@ -850,6 +1446,16 @@ int main(void)
 	tcase_add_test(tc, test_log_append_inplace_writes_the_callers_stamped_bytes);
 	tcase_add_test(tc, test_log_append_inplace_duplicate_leaves_bytes_alone);
 	suite_add_tcase(s, tc);
+	TCase *tr = tcase_create("read_range");
+	tcase_set_timeout(tr, 60);
+	tcase_add_test(tr, test_log_read_range_matches_log_read);
+	tcase_add_test(tr, test_log_read_range_gives_a_first_batch_larger_than_max_bytes_whole);
+	tcase_add_test(tr, test_log_read_range_stops_below_the_high_watermark);
+	tcase_add_test(tr, test_log_read_range_leaves_out_batches_not_yet_written);
+	tcase_add_test(tr, test_log_read_range_outside_the_log_is_erange);
+	tcase_add_test(tr, test_log_read_range_fd_outlives_the_deleted_segment);
+	tcase_add_test(tr, test_log_read_range_reports_whether_pages_are_cached);
+	suite_add_tcase(s, tr);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
