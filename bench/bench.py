@@ -941,51 +941,6 @@ def librdkafka_version():
     return r.stdout.strip() or "?"
 
 
-# ---- memory priming ----------------------------------------------------------
-
-PRIME_LEAVE_MB = 2048
-PRIME_MAX_MB = 32768
-PRIME_CHUNK_MB = 256
-
-
-def prime_memory():
-    """Touches most of the free memory once, then lets it go.
-
-    On a virtual machine the first write to a guest page makes the host
-    allocate it: a 2 GiB dd into the page cache took 4.6 s of system time
-    on pages never used before and 0.5 s once they had been. Both brokers
-    write through the page cache, so whichever ran first on untouched
-    memory would pay it. After this, page-cache pages come from memory
-    already backed. Returns what was touched and how long it took."""
-    import mmap
-    avail_kb = 0
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail_kb = int(line.split()[1])
-    except OSError:
-        pass
-    mb = min(PRIME_MAX_MB, avail_kb // 1024 - PRIME_LEAVE_MB)
-    if mb < PRIME_CHUNK_MB:
-        return {"primed_mb": 0}
-    t0 = time.time()
-    maps, zero = [], bytes(PRIME_CHUNK_MB << 20)
-    try:
-        for _ in range(mb // PRIME_CHUNK_MB):
-            m = mmap.mmap(-1, PRIME_CHUNK_MB << 20)
-            m.write(zero)  # a write, not a read: every page gets its own frame
-            maps.append(m)
-    except (OSError, MemoryError):
-        pass
-    touched = len(maps) * PRIME_CHUNK_MB
-    for m in maps:
-        m.close()
-    secs = time.time() - t0
-    log("primed %d MiB of memory in %.1f s" % (touched, secs))
-    return {"primed_mb": touched, "prime_seconds": round(secs, 1)}
-
-
 # ---- main ------------------------------------------------------------------
 
 def main():
@@ -1000,7 +955,6 @@ def main():
               "systems": SYSTEMS, "settings": {}, "workloads": []}
     log("%s run of %s: %d reps, %gs each after %gs warm-up" % (MODE, ",".join(SYSTEMS), REPS, SECONDS, WARMUP))
     if not QUICK:
-        result["prime"] = prime_memory()
         result["limits"] = physical_limits()
     w6 = {}
     ws = result["workloads"]
@@ -1030,10 +984,6 @@ def main():
             "tm-load: librdkafka %s defaults unless stated; latency workloads use linger.ms=%d"
             % (librdkafka_version(), E2E_LINGER_MS),
         ]}
-    if result.get("prime", {}).get("primed_mb"):
-        result["settings"]["notes"].append(
-            "before the runs %d MiB of memory were written once and freed, so page-cache pages are "
-            "backed by the host before either broker writes to them" % result["prime"]["primed_mb"])
     for s, fig in start_errs.items():
         log("%s: %s" % (s, fig.get("error")))
 
