@@ -83,6 +83,7 @@ struct tm_broker {
 	struct tm_io *io;
 	struct event *io_ev;
 	struct event *tick_ev;
+	struct event *start_ev;     /* start-up polling, until serving */
 	struct event *sigint_ev, *sigterm_ev;
 	struct evconnlistener *listeners[TM_MAX_LISTENERS];
 	const struct tm_listener *listener_cfg[TM_MAX_LISTENERS];
