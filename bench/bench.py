@@ -12,7 +12,7 @@ in full mode docs/benchmarks.md.
 Environment (defaults for full / QUICK=1):
   QUICK=1             every workload for a few seconds, Tidemark only
   BENCH_SYSTEMS       tidemark,kafka / tidemark
-  BENCH_REPS          3 / 1        repetitions, the median is reported
+  BENCH_REPS          5 / 1        repetitions, the median is reported
   BENCH_SECONDS       10 / 2       measured seconds of a timed workload
   BENCH_WARMUP        2 / 0.5      warm-up seconds before each timed run
   BENCH_BACKLOG_MB    2048 / 64    workload 3's backlog (MB = 2^20 bytes)
@@ -59,7 +59,7 @@ def env_num(name, full, quick, cast=float):
 
 SYSTEMS = [s for s in os.environ.get("BENCH_SYSTEMS", "tidemark" if QUICK else "tidemark,kafka")
            .split(",") if s]
-REPS = env_num("BENCH_REPS", 3, 1, int)
+REPS = env_num("BENCH_REPS", 5, 1, int)
 SECONDS = env_num("BENCH_SECONDS", 10, 2)
 WARMUP = env_num("BENCH_WARMUP", 2, 0.5)
 BACKLOG_MB = env_num("BENCH_BACKLOG_MB", 2048, 64, int)

@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/run.sh — `make bench` (full: Tidemark beside Apache Kafka, ~20 min)
+# bench/run.sh — `make bench` (full: Tidemark beside Apache Kafka, ~30 min)
 # and `make bench-quick` (QUICK=1: every workload for a few seconds against
 # Tidemark alone, plus the harness's own tests; part of `make test`).
 #

@@ -919,12 +919,22 @@ static int run_e2e(const struct opts *o)
 	memcpy(prime, &magic, 4);
 	put_le64(prime + 4, UINT64_MAX);
 	put_le64(prime + 12, 0);
-	if (partitions > 0) {
+	/* A topic just created may not be in every broker's metadata yet
+	 * (librdkafka then fails the record with "Unknown partition"): retry
+	 * for up to PRIME_TRIES x 0.5 s. */
+	enum { PRIME_TRIES = 20 };
+	for (int t = 0; partitions > 0 && t < PRIME_TRIES; t++) {
+		ps.failed = 0;
+		ps.first_error[0] = '\0';
 		rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_VALUE(prime, sizeof(prime)),
 				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		flush_bounded(prod, 30000);
-		if (ps.failed)
+		if (!ps.failed)
+			break;
+		if (t + 1 == PRIME_TRIES)
 			snprintf(err, sizeof(err), "priming record: %s", ps.first_error);
+		else
+			usleep(500 * 1000);
 	}
 	struct consumer c;
 	memset(&c, 0, sizeof(c));
