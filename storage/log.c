@@ -1181,6 +1181,20 @@ static int seg_seek(const struct segment *s, int64_t offset, int64_t limit, int6
 	return 0;
 }
 
+/* The first batch whose last offset >= offset, searching from segment *i
+ * on: 1 with *i, *pos and *h set, 0 when none, -errno from a header read. */
+static int seek_first_batch(const struct log *l, int64_t offset, size_t *i, int64_t *pos,
+			    struct sbatch_hdr *h)
+{
+	for (; *i < l->nsegs; (*i)++) {
+		const struct segment *s = l->segs[*i];
+		int found = seg_seek(s, TM_MAX(offset, s->base), s->written, pos, h);
+		if (found)
+			return found;
+	}
+	return 0;
+}
+
 int log_read(struct log *l, int64_t offset, int64_t max_offset, size_t max_bytes,
 	     log_read_cb cb, void *arg)
 {
@@ -1208,16 +1222,10 @@ int log_read(struct log *l, int64_t offset, int64_t max_offset, size_t max_bytes
 			goto found;
 		}
 	}
-	for (; i < l->nsegs; i++) {
-		s = l->segs[i];
-		int found = seg_seek(s, TM_MAX(offset, s->base), s->written, &pos, &h);
-		if (found < 0)
-			return read_answer(l, found, cb, arg);
-		if (found)
-			break;
-	}
-	if (i == l->nsegs)
-		return read_answer(l, 0, cb, arg);
+	int found = seek_first_batch(l, offset, &i, &pos, &h);
+	if (found <= 0)
+		return read_answer(l, found, cb, arg);
+	s = l->segs[i];
 found:
 	if (sbatch_last_offset(&h) >= limit)
 		return read_answer(l, 0, cb, arg);
@@ -1329,18 +1337,13 @@ int log_read_range(struct log *l, int64_t offset, int64_t max_offset, size_t max
 	if (offset >= limit)
 		return 0;
 	size_t i = seg_for_offset(l, offset);
-	struct segment *s = NULL;
 	struct sbatch_hdr h;
 	int64_t pos = 0;
-	for (; i < l->nsegs; i++) {
-		s = l->segs[i];
-		int found = seg_seek(s, TM_MAX(offset, s->base), s->written, &pos, &h);
-		if (found < 0)
-			return found;
-		if (found)
-			break;
-	}
-	if (i == l->nsegs || sbatch_last_offset(&h) >= limit)
+	int found = seek_first_batch(l, offset, &i, &pos, &h);
+	if (found <= 0)
+		return found;
+	struct segment *s = l->segs[i];
+	if (sbatch_last_offset(&h) >= limit)
 		return 0;
 	int64_t first = (int64_t)sbatch_total_size(&h);
 	if (pos + first > s->written)

@@ -888,31 +888,6 @@ static uint32_t t_rand(uint32_t *seed)
 	return *seed >> 8;
 }
 
-/* t_batches allowing offset gaps between batches (a compacted log):
- * whole, CRC-valid batches in increasing offset order; returns their count. */
-static int t_batches_gapped(const uint8_t *p, size_t len, int64_t *first, int64_t *last)
-{
-	size_t pos = 0;
-	int n = 0;
-	*first = *last = -1;
-	while (pos < len) {
-		struct sbatch_hdr h;
-		ck_assert_int_eq(sbatch_parse(p + pos, len - pos, &h), 0);
-		size_t size = sbatch_total_size(&h);
-		ck_assert_msg(size <= len - pos, "batch at %lld: %zu bytes, %zu left", (long long)h.base_offset,
-			      size, len - pos);
-		ck_assert_msg(sbatch_crc_ok(p + pos, size), "CRC of batch at %lld", (long long)h.base_offset);
-		if (n == 0)
-			*first = h.base_offset;
-		else
-			ck_assert_int_gt(h.base_offset, *last);
-		*last = sbatch_last_offset(&h);
-		pos += size;
-		n++;
-	}
-	return n;
-}
-
 /* One (offset, max_offset, max_bytes): log_read_range's bytes are whole
  * batches from the one holding offset, below max_offset, and a prefix of
  * log_read's answer, at most `slack` bytes shorter, empty only when it is. */
@@ -948,7 +923,7 @@ static void t_expect_range_matches_read(struct tctx *t, int64_t off, int64_t max
 		      "seed %u: range(%lld, %lld, %zu) = %zu bytes, log_read %zu: more than %zu short", seed,
 		      (long long)off, (long long)max_off, max_bytes, rg.len, r.len, slack);
 	int64_t first, last;
-	t_batches_gapped(b, rg.len, &first, &last); /* whole, CRC-valid, in order */
+	t_batches_walk(b, rg.len, true, &first, &last); /* whole, CRC-valid, in order */
 	struct sbatch_hdr h;
 	ck_assert_int_eq(sbatch_parse(b, rg.len, &h), 0);
 	/* the batch holding off, or the next one when off lies in a gap */
