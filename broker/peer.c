@@ -24,6 +24,18 @@
 #define PEER_BACKOFF_MS_MIN 50
 #define PEER_BACKOFF_MS_MAX 1000
 #define PEER_RESPONSE_BYTES_MAX (256 << 20)
+/* A response with at least this much still to come is read from the socket
+ * straight into its frame (as server.c does with requests), not in
+ * libevent's 4 KiB steps through the input evbuffer and then copied out. */
+#define PEER_READ_DIRECT_MIN 4096
+
+/* A response frame; callbacks may keep it past their return with
+ * peer_frame_hold (a follower writes fetched records from it). */
+struct peer_frame {
+	unsigned refs;
+	size_t len;
+	uint8_t data[];
+};
 
 struct peer_call {
 	struct peer_call *next;
@@ -47,7 +59,34 @@ struct tm_peer {
 	struct peer_call *head, *tail;
 	int inflight;
 	char client_id[32];
+	struct peer_frame *pend;  /* a frame being read straight from the socket, or NULL */
+	size_t pend_have;
+	struct peer_frame *cur;   /* the frame whose response a callback is handling */
 };
+
+static struct peer_frame *frame_new(size_t len)
+{
+	struct peer_frame *f = malloc(sizeof(*f) + len);
+	if (f) {
+		f->refs = 1;
+		f->len = len;
+	}
+	return f;
+}
+
+void peer_frame_release(struct peer_frame *f)
+{
+	if (f && --f->refs == 0)
+		free(f);
+}
+
+struct peer_frame *peer_frame_hold(struct tm_peer *p)
+{
+	if (!p->cur)
+		return NULL;
+	p->cur->refs++;
+	return p->cur;
+}
 
 static void peer_fail_all(struct tm_peer *p, int err)
 {
@@ -70,6 +109,8 @@ static void peer_drop(struct tm_peer *p, const char *why)
 		bufferevent_free(p->bev);
 		p->bev = NULL;
 	}
+	peer_frame_release(p->pend);
+	p->pend = NULL;
 	if (p->connected)
 		tm_info("peer", "connection to node %d (%s:%d) lost: %s", p->node_id, p->host, p->port, why);
 	p->connected = false;
@@ -79,46 +120,71 @@ static void peer_drop(struct tm_peer *p, const char *why)
 	p->backoff_ms = p->backoff_ms * 2 > PEER_BACKOFF_MS_MAX ? PEER_BACKOFF_MS_MAX : p->backoff_ms * 2;
 }
 
+/* Hands one whole response frame to the oldest request's callback.  False
+ * when the connection was dropped (or freed by the callback). */
+static bool peer_deliver(struct tm_peer *p, struct peer_frame *frame)
+{
+	struct peer_call *c = p->head;
+	struct tm_rd r;
+	rd_init(&r, frame->data, frame->len);
+	int32_t corr = 0;
+	if (!c || kafka_response_header_decode(&r, c->api_key, c->api_version, &corr) || corr != c->correlation_id) {
+		peer_frame_release(frame);
+		peer_drop(p, "response does not match the oldest request");
+		return false;
+	}
+	p->head = c->next;
+	if (!p->head)
+		p->tail = NULL;
+	p->inflight--;
+	p->cur = frame;
+	c->cb(c->arg, 0, &r);
+	p->cur = NULL;
+	free(c);
+	peer_frame_release(frame);
+	return p->bev != NULL; /* the callback may have reset the connection */
+}
+
 static void peer_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct tm_peer *p = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	for (;;) {
-		uint8_t lenb[4];
-		if (evbuffer_copyout(in, lenb, 4) < 4)
-			return;
-		int32_t len = (int32_t)tm_load_be32(lenb);
-		if (len < 4 || len > PEER_RESPONSE_BYTES_MAX) {
-			peer_drop(p, "bad response frame length");
-			return;
+		struct peer_frame *frame;
+		if (p->pend) {
+			p->pend_have += server_read_into(in, bufferevent_getfd(bev), p->pend->data + p->pend_have,
+							 p->pend->len - p->pend_have);
+			if (p->pend_have < p->pend->len)
+				return;
+			frame = p->pend;
+			p->pend = NULL;
+		} else {
+			uint8_t lenb[4];
+			if (evbuffer_copyout(in, lenb, 4) < 4)
+				return;
+			int32_t len = (int32_t)tm_load_be32(lenb);
+			if (len < 4 || len > PEER_RESPONSE_BYTES_MAX) {
+				peer_drop(p, "bad response frame length");
+				return;
+			}
+			size_t have = evbuffer_get_length(in);
+			bool direct = have < (size_t)len + 4 && (size_t)len + 4 - have >= PEER_READ_DIRECT_MIN;
+			if (!direct && have < (size_t)len + 4)
+				return;
+			if (!(frame = frame_new((size_t)len))) {
+				peer_drop(p, "out of memory");
+				return;
+			}
+			evbuffer_drain(in, 4);
+			if (direct) {
+				p->pend = frame;
+				p->pend_have = 0;
+				continue;
+			}
+			evbuffer_remove(in, frame->data, (size_t)len);
 		}
-		if (evbuffer_get_length(in) < (size_t)len + 4)
+		if (!peer_deliver(p, frame))
 			return;
-		evbuffer_drain(in, 4);
-		uint8_t *frame = malloc((size_t)len);
-		if (!frame) {
-			peer_drop(p, "out of memory");
-			return;
-		}
-		evbuffer_remove(in, frame, (size_t)len);
-		struct peer_call *c = p->head;
-		struct tm_rd r;
-		rd_init(&r, frame, (size_t)len);
-		int32_t corr = 0;
-		if (!c || kafka_response_header_decode(&r, c->api_key, c->api_version, &corr) || corr != c->correlation_id) {
-			free(frame);
-			peer_drop(p, "response does not match the oldest request");
-			return;
-		}
-		p->head = c->next;
-		if (!p->head)
-			p->tail = NULL;
-		p->inflight--;
-		c->cb(c->arg, 0, &r);
-		free(c);
-		free(frame);
-		if (!p->bev)
-			return; /* the callback freed or reset us */
 	}
 }
 
@@ -189,6 +255,7 @@ void peer_free(struct tm_peer *p)
 	if (p->bev)
 		bufferevent_free(p->bev);
 	p->bev = NULL;
+	peer_frame_release(p->pend);
 	peer_fail_all(p, -ECANCELED);
 	event_free(p->retry_ev);
 	free(p);
@@ -261,6 +328,8 @@ void peer_tick(struct tm_peer *p, int64_t now_ms)
 	if (p->head && now_ms > p->head->deadline_ms && p->bev) {
 		bufferevent_free(p->bev);
 		p->bev = NULL;
+		peer_frame_release(p->pend);
+		p->pend = NULL;
 		p->connected = false;
 		peer_fail_all(p, -ETIMEDOUT);
 		peer_connect(p);

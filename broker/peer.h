@@ -21,8 +21,16 @@
 struct tm_broker;
 struct tm_peer;
 
-/* body: the response body (after the response header), valid during the call. */
+/* body: the response body (after the response header), valid during the
+ * call, or for as long as the callback holds its frame (peer_frame_hold). */
 typedef void (*peer_resp_cb)(void *arg, int err, struct tm_rd *body);
+
+/* Inside a response callback: a reference to the frame that holds `body`,
+ * which stays valid until peer_frame_release (a follower writes fetched
+ * records to its log from it, without a copy).  NULL outside a callback. */
+struct peer_frame;
+struct peer_frame *peer_frame_hold(struct tm_peer *p);
+void peer_frame_release(struct peer_frame *f); /* NULL is a no-op */
 
 struct tm_peer *peer_new(struct tm_broker *b, int32_t node_id, const char *host, int port);
 void peer_free(struct tm_peer *p);

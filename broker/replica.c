@@ -225,6 +225,7 @@ struct replica_append {
 	struct tm_partition *p;
 	int64_t leader_hw;
 	int64_t leader_log_start;
+	struct peer_frame *frame;    /* holds the fetched bytes the log writes from */
 };
 
 static void fetcher_settle(struct replica_fetcher *f)
@@ -252,6 +253,7 @@ static void replica_append_done(void *arg, int err)
 	} else {
 		partition_set_follower_hw(p, ra->leader_hw);
 	}
+	peer_frame_release(ra->frame);
 	free(ra);
 	if (f && f->appends_pending > 0) {
 		f->appends_pending--;
@@ -374,8 +376,14 @@ static void replica_partition(struct replica_fetcher *f, struct tm_partition *p,
 	ra->leader_id = f->leader_id;
 	ra->p = p;
 	ra->leader_hw = d->high_watermark;
-	int rc = log_append_replica(p->log, d->records.ptr + start, len - start, tm_wall_ms(), replica_append_done, ra);
+	/* The log writes straight from the response's frame, which ra keeps. */
+	ra->frame = peer_frame_hold(f->peer);
+	int rc = ra->frame ? log_append_replica_inplace(p->log, d->records.ptr + start, len - start, tm_wall_ms(),
+							 replica_append_done, ra)
+			   : log_append_replica(p->log, d->records.ptr + start, len - start, tm_wall_ms(),
+						replica_append_done, ra);
 	if (rc) {
+		peer_frame_release(ra->frame);
 		free(ra);
 		tm_error("replica", "%s-%d: cannot append replicated data at %" PRId64 ": %s", p->topic->name, p->index,
 			 log_end_offset(p->log), strerror(-rc));

@@ -1,8 +1,9 @@
 /*
  * replica.h — this node as a follower: one fetcher per source leader pulls
  * the partitions this node follows with Fetch (replica_state.replica_id =
- * this node), appends what arrives with log_append_replica, takes the
- * leader's high watermark, and truncates a divergent suffix when the leader
+ * this node), appends what arrives with log_append_replica_inplace
+ * (written from the response's frame, no copy), takes the leader's high
+ * watermark, and truncates a divergent suffix when the leader
  * answers with a DivergingEpoch (KIP-595 style truncation, replacing the
  * older OffsetsForLeaderEpoch round trip).  Also the leader's side of
  * AlterPartition: sending an ISR change to the active controller.

@@ -371,13 +371,25 @@ static bool conn_fill_pending(struct tm_conn *c, struct evbuffer *in)
 			need -= (size_t)got;
 		}
 	} else if (need > 0) {
-		ssize_t got = read(bufferevent_getfd(c->bev), c->pend + c->pend_have, need);
-		if (got > 0) {
-			c->pend_have += (size_t)got;
-			need -= (size_t)got;
-		}
+		size_t got = server_read_into(NULL, bufferevent_getfd(c->bev), c->pend + c->pend_have, need);
+		c->pend_have += got;
+		need -= got;
 	}
 	return need == 0;
+}
+
+size_t server_read_into(struct evbuffer *in, int fd, uint8_t *dst, size_t need)
+{
+	size_t got = 0;
+	int moved = in ? evbuffer_remove(in, dst, need) : 0;
+	if (moved > 0)
+		got = (size_t)moved;
+	if (got < need) {
+		ssize_t n = read(fd, dst + got, need - got);
+		if (n > 0)
+			got += (size_t)n;
+	}
+	return got;
 }
 
 /* A client with Nagle's algorithm on (librdkafka's default) holds the rest

@@ -992,8 +992,8 @@ int log_append_inplace(struct log *l, uint8_t *batches, size_t len, int32_t lead
 			     arg);
 }
 
-int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_t now_ms,
-		       log_append_cb cb, void *arg)
+static int append_replica(struct log *l, const uint8_t *batches, size_t len, bool inplace, int64_t now_ms,
+			  log_append_cb cb, void *arg)
 {
 	if (!l || !batches || !cb)
 		return -EINVAL;
@@ -1029,10 +1029,11 @@ int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_
 	}
 	if (epochs_changed && (err = save_epochs(l)) != 0)
 		return err;
-	uint8_t *buf = malloc(len);
+	uint8_t *buf = inplace ? (uint8_t *)batches : malloc(len); /* borrowed bytes are only read */
 	if (!buf)
 		return -ENOMEM;
-	memcpy(buf, batches, len);
+	if (!inplace)
+		memcpy(buf, batches, len);
 	struct segment *s = active(l);
 	int64_t seg_pos = s->size, msgs = 0;
 	for (size_t pos = 0; pos < len;) {
@@ -1047,7 +1048,8 @@ int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_
 	}
 	s->size += (int64_t)len;
 	if (l->offline) {
-		free(buf);
+		if (!inplace)
+			free(buf);
 		return l->offline_err;
 	}
 	l->unflushed_msgs += msgs;
@@ -1058,12 +1060,25 @@ int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_
 		l->unflushed_msgs = 0;
 		l->last_flush_ms = now_ms;
 	}
-	err = enqueue(l, s, buf, len, seg_pos, fsync, cb, arg);
+	err = enqueue_buf(l, s, buf, inplace, len, seg_pos, fsync, cb, arg);
 	if (err) {
-		free(buf);
+		if (!inplace)
+			free(buf);
 		go_offline(l, err, "queueing an append");
 	}
 	return err;
+}
+
+int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_t now_ms,
+		       log_append_cb cb, void *arg)
+{
+	return append_replica(l, batches, len, false, now_ms, cb, arg);
+}
+
+int log_append_replica_inplace(struct log *l, const uint8_t *batches, size_t len, int64_t now_ms,
+			       log_append_cb cb, void *arg)
+{
+	return append_replica(l, batches, len, true, now_ms, cb, arg);
 }
 
 /* ---- read ---------------------------------------------------------------- */

@@ -121,6 +121,12 @@ int log_append_inplace(struct log *l, uint8_t *batches, size_t len, int32_t lead
 int log_append_replica(struct log *l, const uint8_t *batches, size_t len, int64_t now_ms,
 		       log_append_cb cb, void *arg);
 
+/* log_append_replica without the copy: the file is written from `batches`
+ * itself (never modified), so the bytes must stay valid until cb has run
+ * (a follower keeps the fetch response's frame until then). */
+int log_append_replica_inplace(struct log *l, const uint8_t *batches, size_t len, int64_t now_ms,
+			       log_append_cb cb, void *arg);
+
 /* Asks for an fsync of everything written so far; cb (may be NULL) runs
  * when it is done. */
 int log_flush(struct log *l, log_append_cb cb, void *arg);

@@ -503,6 +503,57 @@ START_TEST(test_log_concurrent_appends_group_commit)
 }
 END_TEST
 
+/* log_append_replica copies: the caller may reuse its bytes at once.  The
+ * _inplace variant writes from the caller's bytes (held until the callback)
+ * and never changes them; the file ends up byte for byte the same. */
+START_TEST(test_log_replica_append_inplace_writes_the_callers_bytes)
+{
+	struct tctx t;
+	t_setup(&t);
+	t_open(&t);
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct sth_batch_spec s = sth_spec(4, 100);
+	sth_build_batch(&w, &s);
+	size_t first = w.len;
+	sth_build_batch(&w, &s);
+	tm_store_be64(w.buf + first, 4);
+	uint8_t *orig = malloc(w.len);
+	ck_assert_ptr_nonnull(orig);
+	memcpy(orig, w.buf, w.len);
+	struct t_app a = { 0 };
+	/* copying append of the first batch, then its bytes are scribbled on */
+	ck_assert_int_eq(log_append_replica(t.l, w.buf, first, t.now, t_app_cb, &a), 0);
+	memset(w.buf, 0xee, first);
+	ck_assert(sth_run_until(t.io, &a.done));
+	ck_assert_int_eq(a.err, 0);
+	/* in place: the second batch is written from w.buf itself */
+	struct t_app b = { 0 };
+	ck_assert_int_eq(log_append_replica_inplace(t.l, w.buf + first, w.len - first, t.now, t_app_cb, &b), 0);
+	ck_assert_mem_eq(w.buf + first, orig + first, w.len - first); /* untouched */
+	ck_assert_int_eq(log_end_offset(t.l), 8);
+	ck_assert(sth_run_until(t.io, &b.done));
+	ck_assert_int_eq(b.err, 0);
+	ck_assert_int_eq(log_written_offset(t.l), 8);
+	wbuf_deinit(&w);
+	struct t_read r;
+	t_read(&t, 0, 8, 1 << 20, &r);
+	ck_assert_uint_eq(r.len, first * 2);
+	ck_assert_mem_eq(r.data, orig, first * 2);
+	free(r.data);
+	free(orig);
+	/* offsets that do not continue the log are refused in place too */
+	uint8_t again[4096];
+	ck_assert_uint_le(first, sizeof(again));
+	struct t_read r2;
+	t_read(&t, 4, 8, 1 << 20, &r2);
+	memcpy(again, r2.data, first);
+	free(r2.data);
+	ck_assert_int_eq(log_append_replica_inplace(t.l, again, first, t.now, t_app_cb, &b), -EINVAL);
+	t_teardown(&t);
+}
+END_TEST
+
 START_TEST(test_log_replica_append_keeps_leader_offsets)
 {
 	struct tctx t;
@@ -1416,6 +1467,7 @@ int main(void)
 	tcase_add_test(tc, test_log_delete_removes_directory);
 	tcase_add_test(tc, test_log_concurrent_appends_group_commit);
 	tcase_add_test(tc, test_log_replica_append_keeps_leader_offsets);
+	tcase_add_test(tc, test_log_replica_append_inplace_writes_the_callers_bytes);
 	tcase_add_test(tc, test_log_flush_policy_moves_the_recovery_point);
 	tcase_add_test(tc, test_log_truncate_from_another_logs_callback);
 	tcase_add_test(tc, test_log_append_inplace_writes_the_callers_stamped_bytes);
