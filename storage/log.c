@@ -1307,21 +1307,34 @@ static int64_t seg_index_boundary(const struct segment *s, int64_t after, int64_
 	return s->oidx[lo - 1].pos;
 }
 
-/* False when the page holding byte `pos` of fd is not in the page cache;
- * true when it is, and where the file system cannot tell (no RWF_NOWAIT). */
-static bool page_cached(int fd, int64_t pos)
+/* Whether [pos, pos + len) of fd is all in the page cache.  cachestat(2)
+ * answers without reading.  Without it (kernels before 6.5): a one-byte
+ * RWF_NOWAIT read of the middle and the last page, which fails with EAGAIN
+ * on a missing page but also starts reading it in; true where the file
+ * system cannot tell (no RWF_NOWAIT). */
+static bool range_cached(int fd, int64_t pos, int64_t len)
 {
-	uint8_t b;
-	struct iovec iov = { &b, 1 };
-	return preadv2(fd, &iov, 1, pos, RWF_NOWAIT) == 1 || errno != EAGAIN;
+	int r = sys_range_cached(fd, pos, (size_t)len);
+	if (r >= 0)
+		return r == 1;
+	int64_t probe[2] = { pos + len / 2, pos + len - 1 };
+	for (int i = 0; i < 2; i++) {
+		uint8_t b;
+		struct iovec iov = { &b, 1 };
+		if (preadv2(fd, &iov, 1, probe[i], RWF_NOWAIT) != 1 && errno == EAGAIN)
+			return false;
+	}
+	return true;
 }
 
 /* seg_read_header from the page cache only: -EAGAIN when (part of) the
- * header is not there, so asking never brings the page in and the cache
- * probe that follows stays honest.  Where the file system cannot tell, a
- * plain read. */
+ * header is not there, and then nothing is read, so the range's cache
+ * check that follows stays honest (with cachestat; see range_cached).
+ * Where the file system cannot tell, a plain read. */
 static int read_header_cached(const struct segment *s, int64_t pos, struct sbatch_hdr *h)
 {
+	if (sys_range_cached(s->fd, pos, SBATCH_HDR_SIZE) == 0)
+		return -EAGAIN;
 	uint8_t hdr[SBATCH_HDR_SIZE];
 	struct iovec iov = { hdr, sizeof(hdr) };
 	ssize_t r = preadv2(s->fd, &iov, 1, pos, RWF_NOWAIT);
@@ -1389,9 +1402,9 @@ int log_read_range(struct log *l, int64_t offset, int64_t max_offset, size_t max
 	out->fd = fd;
 	out->pos = pos;
 	out->len = (size_t)(end - pos);
-	/* The first page was read for its header; the middle and the last
-	 * were not touched here (read_header_cached), so they say it. */
-	out->cached = page_cached(fd, pos + (end - pos) / 2) && page_cached(fd, end - 1);
+	/* The first page was read for its header; the rest was not touched
+	 * here (read_header_cached). */
+	out->cached = range_cached(fd, pos, end - pos);
 	return 0;
 }
 

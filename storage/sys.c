@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int libc_open(const char *path, int flags, mode_t mode)
@@ -230,4 +231,31 @@ int sys_read_file(const char *path, size_t limit, uint8_t **buf_out, size_t *len
 	*buf_out = buf;
 	*len_out = (size_t)r;
 	return 0;
+}
+
+/* cachestat(2): the same number on every architecture with the unified
+ * syscall table; the structures as in <linux/mman.h> of Linux 6.5. */
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+
+struct sys_cachestat_range {
+	uint64_t off, len;
+};
+
+struct sys_cachestat {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+int sys_range_cached(int fd, int64_t pos, size_t len)
+{
+	if (pos < 0 || len == 0)
+		return -EINVAL;
+	struct sys_cachestat_range r = { (uint64_t)pos, len };
+	struct sys_cachestat cs;
+	if (syscall(__NR_cachestat, fd, &r, &cs, 0) != 0)
+		return -errno;
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t pages = (uint64_t)((pos + (int64_t)len - 1) / page - pos / page + 1);
+	return cs.nr_cache >= pages;
 }

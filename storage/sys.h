@@ -75,5 +75,10 @@ int sys_write_file_atomic(const char *dir, const char *name, const void *buf, si
 /* Reads a whole small file (at most limit bytes) into a malloc'd buffer the
  * caller frees.  -ENOENT when missing, -EFBIG when larger than limit. */
 int sys_read_file(const char *path, size_t limit, uint8_t **buf_out, size_t *len_out);
+/* Whether every page of [pos, pos + len) of fd is in the page cache (dirty
+ * pages count), asked with cachestat(2) (Linux 6.5), which reads nothing:
+ * 1 or 0, or -errno (-ENOSYS: a kernel that cannot tell).  A query, not
+ * in the injectable table. */
+int sys_range_cached(int fd, int64_t pos, size_t len);
 
 #endif
