@@ -85,6 +85,8 @@ struct tm_conn {
 	bool broken;                  /* the output ends inside a frame: write nothing more */
 	bool dead;                    /* free as soon as not busy */
 	bool read_paused;
+	bool out_tail_big;            /* the output's last chain is a file range or a large reference */
+	struct evbuffer *scratch;     /* see conn_out_copy; NULL until first needed */
 	char peer[160];
 	char peer_host[48];           /* "/" + address */
 };
@@ -128,6 +130,8 @@ static void conn_free(struct tm_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	c->b->conn_count--;
+	if (c->scratch)
+		evbuffer_free(c->scratch);
 	free(c->pend);
 	free(c);
 }
@@ -193,28 +197,52 @@ static void body_release(const void *data, size_t len, void *arg)
 	free((void *)data);
 }
 
+/* Copies a few bytes to the end of the output.  evbuffer_add sizes a new
+ * chain after the last one's buffer: after a file range at position P that
+ * is P plus its length (a response header after a fetch 56 MB into a segment
+ * was a 64 MiB malloc, an mmap and a munmap), after a 1 MiB reference 1 MiB.
+ * So bytes that follow such a chain go through the connection's scratch
+ * evbuffer, which makes a chain of their own size, and are moved over.
+ * 0, or -ENOMEM. */
+static int conn_out_copy(struct tm_conn *c, struct evbuffer *out, const void *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (!c->out_tail_big)
+		return evbuffer_add(out, data, len) == 0 ? 0 : -ENOMEM;
+	if (!c->scratch && !(c->scratch = evbuffer_new()))
+		return -ENOMEM;
+	if (evbuffer_add(c->scratch, data, len) != 0 || evbuffer_add_buffer(out, c->scratch) != 0) {
+		evbuffer_drain(c->scratch, evbuffer_get_length(c->scratch));
+		return -ENOMEM;
+	}
+	c->out_tail_big = false;
+	return 0;
+}
+
 /* Appends a response body to the output.  A large one (a Fetch answer)
  * moves into the evbuffer without a copy: the buffer is taken from the
- * wbuf and freed by libevent once written. */
-static void conn_add_body(struct evbuffer *out, struct tm_wbuf *body)
+ * wbuf and freed by libevent once written.  0, or -ENOMEM. */
+static int conn_add_body(struct tm_conn *c, struct evbuffer *out, struct tm_wbuf *body)
 {
-	if (body->len < CONN_BODY_REF_MIN_BYTES) {
-		evbuffer_add(out, body->buf, body->len);
-		return;
-	}
+	if (body->len < CONN_BODY_REF_MIN_BYTES)
+		return conn_out_copy(c, out, body->buf, body->len);
 	size_t len;
 	uint8_t *buf = wbuf_steal(body, &len);
 	if (evbuffer_add_reference(out, buf, len, body_release, NULL) != 0) {
-		evbuffer_add(out, buf, len);
+		int rc = conn_out_copy(c, out, buf, len);
 		free(buf);
+		return rc;
 	}
+	c->out_tail_big = true;
+	return 0;
 }
 
 /* A body with holes (struct tm_wbuf_hole): the encoded bytes between them
  * are copied, each hole is its file range, sent with sendfile when the
  * output drains to the socket.  The range's descriptor moves to libevent.
  * 0, or -ENOMEM (the connection must close: the frame is incomplete). */
-static int conn_add_body_with_holes(struct evbuffer *out, struct tm_wbuf *body)
+static int conn_add_body_with_holes(struct tm_conn *c, struct evbuffer *out, struct tm_wbuf *body)
 {
 	size_t at = 0;
 	for (size_t i = 0; i < body->n_holes; i++) {
@@ -222,7 +250,7 @@ static int conn_add_body_with_holes(struct evbuffer *out, struct tm_wbuf *body)
 		struct tm_file_range *f = h->tag;
 		TM_ASSERT(h->at >= at);
 		TM_ASSERT(f->fd >= 0);
-		if (evbuffer_add(out, body->buf + at, h->at - at) != 0)
+		if (conn_out_copy(c, out, body->buf + at, h->at - at) != 0)
 			return -ENOMEM;
 		at = h->at;
 		struct evbuffer_file_segment *seg =
@@ -234,8 +262,9 @@ static int conn_add_body_with_holes(struct evbuffer *out, struct tm_wbuf *body)
 		evbuffer_file_segment_free(seg); /* the evbuffer holds its own reference */
 		if (rc != 0)
 			return -ENOMEM;
+		c->out_tail_big = true;
 	}
-	return evbuffer_add(out, body->buf + at, body->len - at) == 0 ? 0 : -ENOMEM;
+	return conn_out_copy(c, out, body->buf + at, body->len - at);
 }
 
 /* Writes the done prefix of the queue. */
@@ -261,10 +290,11 @@ static void conn_flush_queue(struct tm_conn *c)
 			} else {
 				wr_patch_i32(&hdr, 0, (int32_t)(hdr.len - 4 + body_len));
 				c->b->metrics.response_bytes += hdr.len + body_len;
-				evbuffer_add(out, hdr.buf, hdr.len);
-				if (r->resp.n_holes == 0) {
-					conn_add_body(out, &r->resp);
-				} else if (conn_add_body_with_holes(out, &r->resp) != 0) {
+				int rc = conn_out_copy(c, out, hdr.buf, hdr.len);
+				if (!rc)
+					rc = r->resp.n_holes == 0 ? conn_add_body(c, out, &r->resp)
+								  : conn_add_body_with_holes(c, out, &r->resp);
+				if (rc) {
 					/* Part of the frame is queued: nothing after it could
 					 * be read right, so nothing more is written. */
 					tm_error("server", "connection %s: could not queue a response (out of memory); closing",
