@@ -99,6 +99,7 @@ def wanted(wid):
 
 MAIN_START_FAILED = set()  # systems whose plain single node did not start
 STARTED = []  # every broker Popen, so that a crash or ^C still stops them
+STEAL = {}  # {system: [share of CPU time stolen by the host during each measured run]}
 # settle(): wait at most SETTLE_MAX_S for the other brokers to use at most
 # SETTLE_QUIET_SHARE of a core over a SETTLE_WINDOW_S window
 W2_CLIENTS = int(os.environ.get("BENCH_W2_CLIENTS", "2"))
@@ -151,8 +152,9 @@ def tail(path_or_text, n=8, is_path=True):
 
 
 def read_proc(pid, name):
+    """/proc/PID/NAME, or /proc/NAME when pid is None; '' when unreadable."""
     try:
-        with open("/proc/%d/%s" % (pid, name)) as f:
+        with open("/proc/%s" % name if pid is None else "/proc/%d/%s" % (pid, name)) as f:
             return f.read()
     except OSError:
         return ""
@@ -514,7 +516,12 @@ def for_each(clusters, fn):
         why = c.ensure()
         if not why:
             settle(c)
-        out[s] = why if why else fn(s, c)
+            before = report.parse_proc_stat_cpu(read_proc(None, "stat"))
+            out[s] = fn(s, c)
+            STEAL.setdefault(s, []).append(
+                report.steal_share(before, report.parse_proc_stat_cpu(read_proc(None, "stat"))))
+        else:
+            out[s] = why
     return out
 
 
@@ -1036,6 +1043,7 @@ def main():
     order = ["1", "1-java", "1-fsync", "2", "3", "4", "5", "6", "7"]
     ws.sort(key=lambda w: order.index(w["id"]) if w["id"] in order else 99)
 
+    result["steal"] = STEAL
     table = report.render_markdown(result)
     print("\n## Tidemark / Apache Kafka, %s run, %s\n" % (MODE, result["started"]))
     print(table)

@@ -139,6 +139,35 @@ def parse_proc_stat_cpu_ticks(text):
     return int(rest[11]) + int(rest[12])
 
 
+def parse_proc_stat_cpu(text):
+    """(total ticks, steal ticks) of the machine from /proc/stat's first
+    line ("cpu user nice system idle iowait irq softirq steal ..."); None
+    when it is not there.  Steal is time the host ran something else while
+    this guest wanted the CPU."""
+    for line in (text or "").splitlines():
+        f = line.split()
+        if f and f[0] == "cpu" and len(f) >= 9:
+            try:
+                ticks = [int(x) for x in f[1:]]
+            except ValueError:
+                return None
+            # guest and guest_nice (fields 10, 11) are already inside user and nice
+            return sum(ticks[:8]), ticks[7]
+    return None
+
+
+def steal_share(before, after):
+    """Share (0..1) of the machine's CPU time stolen between two
+    parse_proc_stat_cpu readings; None when either is missing or no time
+    passed."""
+    if not before or not after:
+        return None
+    total, steal = after[0] - before[0], after[1] - before[1]
+    if total <= 0 or steal < 0:
+        return None
+    return steal / float(total)
+
+
 def parse_iperf3(text):
     """Receiver throughput of an iperf3 -J run, in MB/s (2^20 bytes)."""
     try:
@@ -180,6 +209,20 @@ def ratio(tidemark, kafka):
     if kafka == 0:
         return None
     return float(tidemark) / float(kafka)
+
+
+def pair_ratios(tidemark, kafka):
+    """Tidemark / Kafka of each repetition: the harness runs them
+    interleaved (Tidemark, Kafka, Tidemark, ...), so run i of each system
+    happened minutes apart, and a machine that changes speed between
+    repetitions moves both of a pair.  Empty unless both figures are ok and
+    have the same number of runs."""
+    if tidemark.get("status") != "ok" or kafka.get("status") != "ok":
+        return []
+    t, k = tidemark.get("runs") or [], kafka.get("runs") or []
+    if len(t) != len(k):
+        return []
+    return [ratio(a, b) for a, b in zip(t, k) if ratio(a, b) is not None]
 
 
 def verdict(r, better, target):
@@ -248,7 +291,8 @@ def metric(name, unit, better, target, tidemark, kafka):
     t = tidemark.get("value") if tidemark.get("status") == "ok" else None
     k = kafka.get("value") if kafka.get("status") == "ok" else None
     return {"name": name, "unit": unit, "better": better, "target": target,
-            "tidemark": tidemark, "kafka": kafka, "ratio": ratio(t, k)}
+            "tidemark": tidemark, "kafka": kafka, "ratio": ratio(t, k),
+            "pair_ratios": pair_ratios(tidemark, kafka)}
 
 
 def failures(result, system="tidemark"):
@@ -295,6 +339,24 @@ def fmt_ratio(r):
     return "%.2fx" % r if r >= 0.01 else "%.4fx" % r
 
 
+def fmt_pairs(pairs):
+    """'1.52x (0.57-2.56x)': the median of the per-repetition ratios and
+    their spread; '' for fewer than two."""
+    if not pairs or len(pairs) < 2:
+        return ""
+    return "%s (%s-%s)" % (fmt_ratio(median(pairs)), fmt_ratio(min(pairs))[:-1], fmt_ratio(max(pairs)))
+
+
+def fmt_steal(steal):
+    """'Tidemark 12 % (max 30 %), Kafka 15 % (max 22 %)' from {system: [share, ...]}."""
+    parts = []
+    for system in ("tidemark", "kafka"):
+        vals = [v for v in (steal or {}).get(system, []) if v is not None]
+        if vals:
+            parts.append("%s %.0f %% (max %.0f %%)" % (system.capitalize(), 100 * median(vals), 100 * max(vals)))
+    return ", ".join(parts)
+
+
 def fmt_target(better, target):
     if target is None:
         return ""
@@ -308,15 +370,16 @@ def _cell(text):
 def render_markdown(result):
     """The results table, one row per metric, then the notes that explain
     every failed / n/a figure."""
-    lines = ["| # | workload | metric | Tidemark | Kafka | Tidemark/Kafka | target | |",
-             "|---|---|---|---:|---:|---:|---|---|"]
+    lines = ["| # | workload | metric | Tidemark | Kafka | Tidemark/Kafka | per pair (spread) | target | |",
+             "|---|---|---|---:|---:|---:|---:|---|---|"]
     notes = []
     for w in result.get("workloads", []):
         for m in w["metrics"]:
             unit = m["unit"]
             row = [w["id"], w["title"], "%s (%s)" % (m["name"], unit),
                    fmt_figure(m["tidemark"], unit), fmt_figure(m["kafka"], unit),
-                   fmt_ratio(m.get("ratio")), fmt_target(m["better"], m.get("target")),
+                   fmt_ratio(m.get("ratio")), fmt_pairs(m.get("pair_ratios")),
+                   fmt_target(m["better"], m.get("target")),
                    verdict(m.get("ratio"), m["better"], m.get("target"))]
             lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
             for system in ("tidemark", "kafka"):
@@ -329,6 +392,10 @@ def render_markdown(result):
     out = "\n".join(lines) + "\n"
     if notes:
         out += "\n" + "\n".join("- " + _cell(n) for n in notes) + "\n"
+    steal = fmt_steal(result.get("steal"))
+    if steal:
+        out += ("\nCPU steal during the measured runs (time the host gave this machine's cores "
+                "to something else), median: %s.\n" % steal)
     return out
 
 
@@ -478,6 +545,12 @@ DOC_FOOTER = """## Reading the table
   then produces one record with librdkafka and waits for its acknowledgement); CPU seconds
   (user + system) of the broker process per GiB produced in workload 1.
 - **7**: workloads 1 and 4 over TLS.
+- *per pair* is the median of Tidemark / Kafka taken repetition by repetition, with the
+  lowest and highest pair. The repetitions run interleaved (Tidemark, Kafka, Tidemark,
+  ...), so a pair ran minutes apart; a wide spread means the machine changed speed during
+  the run, and the ratio of medians should then be read with care. The line under the
+  table gives the CPU steal (time the virtual machine's host gave its cores to others)
+  measured across each system's runs.
 - *n/a* for Tidemark means the feature has not landed yet (the harness probes for it and
   runs the workload as soon as it works); *failed* means the run broke, with the reason
   below the table. Targets are the project's goals; the last column only reports them.

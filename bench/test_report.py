@@ -145,6 +145,31 @@ class ArithmeticTest(unittest.TestCase):
                           report.ok(100.0))
         self.assertIsNone(m["ratio"])
 
+    def test_pair_ratios_follow_the_repetitions(self):
+        # Both systems slow in repetition 1, fast in 2: the pairs agree
+        # where the ratio of medians would mix the two phases.
+        t = report.ok(200.0, [100.0, 400.0, 200.0])
+        k = report.ok(150.0, [50.0, 300.0, 150.0])
+        m = report.metric("t", "MB/s", "higher", 1.5, t, k)
+        self.assertEqual([round(x, 3) for x in m["pair_ratios"]], [2.0, 1.333, 1.333])
+        self.assertEqual(report.fmt_pairs(m["pair_ratios"]), "1.33x (1.33-2.00x)")
+        # unequal counts or a figure that is not ok: no pairs
+        self.assertEqual(report.pair_ratios(report.ok(1.0, [1.0, 2.0]), report.ok(1.0, [1.0])), [])
+        self.assertEqual(report.pair_ratios(report.failed("x"), k), [])
+        self.assertEqual(report.fmt_pairs([1.5]), "")
+
+    def test_steal_from_proc_stat(self):
+        a = report.parse_proc_stat_cpu("cpu  100 0 50 800 10 0 5 35 7 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+        b = report.parse_proc_stat_cpu("cpu  200 0 100 900 10 0 5 85 9 0\n")
+        self.assertEqual(a, (1000, 35))
+        self.assertEqual(b, (1300, 85))
+        self.assertAlmostEqual(report.steal_share(a, b), 50 / 300.0)
+        self.assertIsNone(report.steal_share(a, a))  # no time passed
+        self.assertIsNone(report.steal_share(None, b))
+        self.assertIsNone(report.parse_proc_stat_cpu("intr 1 2 3\n"))
+        self.assertEqual(report.fmt_steal({"tidemark": [0.1, 0.3, 0.2], "kafka": [None]}),
+                         "Tidemark 20 % (max 30 %)")
+
 
 def sample_result():
     return {
@@ -183,6 +208,11 @@ class PresentationTest(unittest.TestCase):
         self.assertIn("| n/a |", row7)
         self.assertIn("- 7 Tidemark n/a: TLS not available yet: unknown listener SSL", md)
         self.assertIn("- 3 Tidemark failed: consume timed out", md)
+        self.assertNotIn("CPU steal", md)
+        r = sample_result()
+        r["steal"] = {"tidemark": [0.12], "kafka": [0.2, 0.1]}
+        md = report.render_markdown(r)
+        self.assertIn("median: Tidemark 12 % (max 12 %), Kafka 15 % (max 20 %).", md)
 
     def test_failures_lists_only_failed_figures(self):
         self.assertEqual(report.failures(sample_result()), [("3", "cold", "consume timed out")])
