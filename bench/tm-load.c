@@ -250,6 +250,7 @@ struct opts {
 	int extra_count;
 	const char *topic_conf[LOAD_EXTRA_CONF_MAX]; /* -C: topic configs for create */
 	int topic_conf_count;
+	const char *stats_path; /* -S: librdkafka's statistics JSON, rewritten every second */
 };
 
 static volatile sig_atomic_t g_stop;
@@ -284,6 +285,7 @@ static void usage(void)
 		"  -P PARTITIONS              -R REPLICATION_FACTOR   -a ACKS (0|1|all)\n"
 		"  -r MSGS_PER_S (0 = unthrottled)                    -z none|gzip|snappy|lz4|zstd\n"
 		"  -l LINGER_MS  -B BATCH_BYTES  -w WARMUP_S  -i IDLE_MS\n"
+		"  -S FILE       write librdkafka's statistics JSON there every second\n"
 		"  -X key=value  librdkafka property (repeatable)\n"
 		"  -C key=value  topic config for create (repeatable)\n");
 }
@@ -302,7 +304,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->mode = argv[1];
 	int c;
 	optind = 2;
-	while ((c = getopt(argc, argv, "b:t:s:n:d:w:P:R:a:r:z:l:B:i:X:C:")) != -1) {
+	while ((c = getopt(argc, argv, "b:t:s:n:d:w:P:R:a:r:z:l:B:i:X:C:S:")) != -1) {
 		switch (c) {
 		case 'b': o->brokers = optarg; break;
 		case 't': o->topic = optarg; break;
@@ -318,6 +320,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'l': o->linger_ms = atol(optarg); break;
 		case 'B': o->batch_bytes = atol(optarg); break;
 		case 'i': o->idle_ms = atol(optarg); break;
+		case 'S': o->stats_path = optarg; break;
 		case 'X':
 			if (o->extra_count >= LOAD_EXTRA_CONF_MAX || !strchr(optarg, '='))
 				return -EINVAL;
@@ -379,12 +382,39 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 		fprintf(stderr, "tm-load: rdkafka %s: %s\n", fac, buf);
 }
 
+static const char *g_stats_path;
+
+/* Keeps the latest statistics (per broker: requests by API and bytes; per
+ * partition: batches and their sizes), so a run can be read afterwards. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", g_stats_path);
+	FILE *f = fopen(tmp, "w");
+	if (f) {
+		bool ok = fwrite(json, 1, len, f) == len;
+		if (fclose(f) == 0 && ok)
+			rename(tmp, g_stats_path);
+	}
+	return 0; /* librdkafka frees json */
+}
+
 static rd_kafka_t *client_new(const struct opts *o, rd_kafka_type_t type, rd_kafka_conf_t *conf)
 {
 	char errstr[512];
 	if (!conf)
 		conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_log_cb(conf, on_log);
+	if (o->stats_path) {
+		g_stats_path = o->stats_path;
+		rd_kafka_conf_set_stats_cb(conf, on_stats);
+		if (conf_set(conf, "statistics.interval.ms", "1000") < 0) {
+			rd_kafka_conf_destroy(conf);
+			return NULL;
+		}
+	}
 	if (conf_set(conf, "bootstrap.servers", o->brokers) < 0 || conf_apply_extra(conf, o) < 0) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
