@@ -90,6 +90,9 @@ struct peer_frame *peer_frame_hold(struct tm_peer *p)
 
 static void peer_fail_all(struct tm_peer *p, int err)
 {
+	/* These callbacks get no frame, whatever response is being handled. */
+	struct peer_frame *cur = p->cur;
+	p->cur = NULL;
 	while (p->head) {
 		struct peer_call *c = p->head;
 		p->head = c->next;
@@ -99,6 +102,7 @@ static void peer_fail_all(struct tm_peer *p, int err)
 		c->cb(c->arg, err, NULL);
 		free(c);
 	}
+	p->cur = cur;
 }
 
 static void peer_connect(struct tm_peer *p);
@@ -120,9 +124,11 @@ static void peer_drop(struct tm_peer *p, const char *why)
 	p->backoff_ms = p->backoff_ms * 2 > PEER_BACKOFF_MS_MAX ? PEER_BACKOFF_MS_MAX : p->backoff_ms * 2;
 }
 
-/* Hands one whole response frame to the oldest request's callback.  False
- * when the connection was dropped (or freed by the callback). */
-static bool peer_deliver(struct tm_peer *p, struct peer_frame *frame)
+/* Hands one whole response frame, read from bev, to the oldest request's
+ * callback.  False when that connection is gone: the callback may have
+ * dropped it, and a request it sent may already have opened another, whose
+ * input is not the buffer the caller is reading. */
+static bool peer_deliver(struct tm_peer *p, struct bufferevent *bev, struct peer_frame *frame)
 {
 	struct peer_call *c = p->head;
 	struct tm_rd r;
@@ -142,7 +148,7 @@ static bool peer_deliver(struct tm_peer *p, struct peer_frame *frame)
 	p->cur = NULL;
 	free(c);
 	peer_frame_release(frame);
-	return p->bev != NULL; /* the callback may have reset the connection */
+	return p->bev == bev;
 }
 
 static void peer_read_cb(struct bufferevent *bev, void *arg)
@@ -183,7 +189,7 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
 			}
 			evbuffer_remove(in, frame->data, (size_t)len);
 		}
-		if (!peer_deliver(p, frame))
+		if (!peer_deliver(p, bev, frame))
 			return;
 	}
 }

@@ -376,13 +376,17 @@ static void replica_partition(struct replica_fetcher *f, struct tm_partition *p,
 	ra->leader_id = f->leader_id;
 	ra->p = p;
 	ra->leader_hw = d->high_watermark;
-	/* The log writes straight from the response's frame, which ra keeps. */
+	/* The log writes straight from the response's frame, which ra keeps.
+	 * Counted before the call: a callback run at once must not find the
+	 * fetcher idle and send the next fetch while this answer is walked. */
 	ra->frame = peer_frame_hold(f->peer);
+	f->appends_pending++;
 	int rc = ra->frame ? log_append_replica_inplace(p->log, d->records.ptr + start, len - start, tm_wall_ms(),
 							 replica_append_done, ra)
 			   : log_append_replica(p->log, d->records.ptr + start, len - start, tm_wall_ms(),
 						replica_append_done, ra);
 	if (rc) {
+		f->appends_pending--;
 		peer_frame_release(ra->frame);
 		free(ra);
 		tm_error("replica", "%s-%d: cannot append replicated data at %" PRId64 ": %s", p->topic->name, p->index,
@@ -390,7 +394,6 @@ static void replica_partition(struct replica_fetcher *f, struct tm_partition *p,
 		partition_backoff(p, b->cfg.replica_fetch_backoff_ms);
 		return;
 	}
-	f->appends_pending++;
 }
 
 static void fetch_response(void *arg, int err, struct tm_rd *body)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,10 +252,21 @@ int sys_range_cached(int fd, int64_t pos, size_t len)
 {
 	if (pos < 0 || len == 0)
 		return -EINVAL;
+	/* Kernels before 6.5 (and seccomp filters that do not know it) refuse
+	 * the call for good: ask once, then answer at once. */
+	static bool unsupported;
+	if (unsupported)
+		return -ENOSYS;
 	struct sys_cachestat_range r = { (uint64_t)pos, len };
 	struct sys_cachestat cs;
-	if (syscall(__NR_cachestat, fd, &r, &cs, 0) != 0)
-		return -errno;
+	if (syscall(__NR_cachestat, fd, &r, &cs, 0) != 0) {
+		int err = errno;
+		if (err == ENOSYS || err == EPERM) {
+			unsupported = true;
+			return -ENOSYS;
+		}
+		return -err;
+	}
 	long page = sysconf(_SC_PAGESIZE);
 	uint64_t pages = (uint64_t)((pos + (int64_t)len - 1) / page - pos / page + 1);
 	return cs.nr_cache >= pages;
