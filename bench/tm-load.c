@@ -813,6 +813,8 @@ static int run_consume(const struct opts *o)
 			}
 			rd_kafka_message_destroy(m);
 		}
+		if (o->stats_path)
+			rd_kafka_poll(c.rk, 0); /* statistics arrive on the main queue */
 		if (o->count > 0 && records >= (uint64_t)o->count)
 			done = true;
 		else if (o->count == 0 && c.eof_count == c.partitions && records > 0)
