@@ -525,6 +525,17 @@ def for_each(clusters, fn):
     return out
 
 
+def drop_topics(clusters, names):
+    """Deletes topics once they are measured ({system: [topic, ...]}), so a
+    full run fits its disk: workload 1 alone writes 5-12 GB per repetition
+    per system.  Runs outside the measured window; a failure is logged."""
+    for s, c in clusters.items():
+        for t in names.get(s, []):
+            r = run_tm_load(c, "delete", ["-t", t], 60)
+            if isinstance(r, str):
+                log("%s: deleting %s: %s" % (s, t, r))
+
+
 def figures(runs_by_system, key, scale=1.0):
     """{system: FIGURE} from {system: [run dict | error string, ...]}."""
     out = {}
@@ -549,9 +560,20 @@ def W(wid, title, metrics):
     return {"id": wid, "title": title, "metrics": metrics}
 
 
-def M(name, unit, better, target, figs):
+def M(name, unit, better, target, figs, bound=None):
     figs = fill(dict(figs))
-    return report.metric(name, unit, better, target, figs["tidemark"], figs["kafka"])
+    return report.metric(name, unit, better, target, figs["tidemark"], figs["kafka"], bound)
+
+
+# The machine limits on a workload's path, for the share-of-the-machine table:
+# (limit key, times each measured byte crosses it).
+PRODUCE_PATH = [("loopback_mb_per_s", 1), ("disk_seq_write_mb_per_s", 1)]
+FSYNC_PATH = [("loopback_mb_per_s", 1), ("disk_seq_write_fdatasync_mb_per_s", 1)]
+WARM_READ_PATH = [("loopback_mb_per_s", 1)]
+COLD_READ_PATH = [("loopback_mb_per_s", 1), ("disk_seq_read_cold_mb_per_s", 1)]
+# RF=3 on one machine: client -> leader and leader -> two followers on
+# loopback, and three copies on the one disk.
+RF3_PATH = [("loopback_mb_per_s", 3), ("disk_seq_write_mb_per_s", 3)]
 
 
 def produce_args(t, size, partitions, acks, seconds=None, count=None, warmup=0, linger=None):
@@ -593,6 +615,7 @@ def workload_1(clusters, w6):
             return r
         for s, r in for_each(clusters, one).items():
             runs[s].append(r)
+        drop_topics(clusters, {s: [topic("w1", s, rep)] for s in clusters})
     w6["rss_load"] = {}
     w6["cpu_per_gib"] = {}
     for s in clusters:
@@ -604,7 +627,7 @@ def workload_1(clusters, w6):
         gib = cpu[s][1] / (1024.0 ** 3)
         w6["cpu_per_gib"][s] = (report.ok(cpu[s][0] / gib, cpu_seconds=cpu[s][0], gib=gib)
                                 if gib > 0 else report.failed("nothing produced"))
-    return [M("throughput", "MB/s", "higher", 1.5, figures(runs, "mb_per_s")),
+    return [M("throughput", "MB/s", "higher", 1.5, figures(runs, "mb_per_s"), PRODUCE_PATH),
             M("records", "msgs/s", "higher", 1.5, figures(runs, "msgs_per_s")),
             M("p99 send-to-ack", "ms", "lower", None, figures(runs, "latency_us.p99", 1e-3))]
 
@@ -629,7 +652,8 @@ def workload_1_java(clusters):
 
     for s, r in for_each(clusters, one).items():
         runs[s] = [r]
-    return [M("throughput (Java client)", "MB/s", "higher", 1.5, figures(runs, "mb_per_s")),
+    drop_topics(clusters, {s: [topic("w1java", s)] for s in clusters})
+    return [M("throughput (Java client)", "MB/s", "higher", 1.5, figures(runs, "mb_per_s"), PRODUCE_PATH),
             M("p99 send-to-ack (Java client)", "ms", "lower", None, figures(runs, "latency_ms.p99"))]
 
 
@@ -643,10 +667,11 @@ def workload_1_fsync():
                 c, "produce", produce_args(topic("w1f", s, rep), 1024, 1, 1, SECONDS, warmup=WARMUP),
                 timed_limit(SECONDS))).items():
             runs[s].append(r)
+        drop_topics(clusters, {s: [topic("w1f", s, rep)] for s in clusters})
     stop_clusters(clusters)
     figs = figures(runs, "mb_per_s")
     figs.update(figs_err)
-    return [M("throughput, log.flush.interval.messages=1", "MB/s", "higher", None, figs)]
+    return [M("throughput, log.flush.interval.messages=1", "MB/s", "higher", None, figs, FSYNC_PATH)]
 
 
 def run_tm_load_many(cluster, n, mode, args_of, timeout):
@@ -692,8 +717,11 @@ def workload_2(clusters):
                 c, "produce", produce_args(topic("w2", s, rep), 100, 6, 1, SECONDS, warmup=WARMUP),
                 timed_limit(SECONDS))).items():
             one[s].append(check(r))
+        drop_topics(clusters, {s: [topic("w2c%d" % i, s, rep) for i in range(W2_CLIENTS)] + [topic("w2", s, rep)]
+                               for s in clusters})
     return [M("record rate, %d clients" % W2_CLIENTS, "msgs/s", "higher", 1.5, figures(runs, "msgs_per_s")),
-            M("throughput, %d clients" % W2_CLIENTS, "MB/s", "higher", None, figures(runs, "mb_per_s")),
+            M("throughput, %d clients" % W2_CLIENTS, "MB/s", "higher", None, figures(runs, "mb_per_s"),
+              PRODUCE_PATH),
             M("record rate, one client", "msgs/s", "higher", None, figures(one, "msgs_per_s")),
             M("broker CPU per million records, %d clients" % W2_CLIENTS, "CPU s", "lower", None,
               figures(runs, "broker_cpu_s_per_m_records"))]
@@ -754,12 +782,14 @@ def workload_3(clusters):
         for _ in range(REPS):  # one run swings with the JIT; the median of REPS
             for s, r in for_each(clusters, jc).items():
                 java[s].append(r)
+    drop_topics(clusters, {s: [topics[s]] for s in topics})
     cold_figs = ({s: report.not_available(cold_na) for s in clusters} if cold_na
                  else figures(cold, "mb_per_s"))
-    out = [M("warm page cache", "MB/s", "higher", 1.5, figures(warm, "mb_per_s")),
-           M("cold page cache", "MB/s", "higher", 1.5, cold_figs)]
+    out = [M("warm page cache", "MB/s", "higher", 1.5, figures(warm, "mb_per_s"), WARM_READ_PATH),
+           M("cold page cache", "MB/s", "higher", 1.5, cold_figs, COLD_READ_PATH)]
     if JAVA:
-        out.append(M("warm, Java ConsumerPerformance", "MB/s", "higher", 1.5, figures(java, "mb_per_s")))
+        out.append(M("warm, Java ConsumerPerformance", "MB/s", "higher", 1.5, figures(java, "mb_per_s"),
+                     WARM_READ_PATH))
     return out
 
 
@@ -789,31 +819,38 @@ def workload_5():
     clusters, na = start_clusters("w5", nodes=3, feature="replication")
     thr = {s: [] for s in clusters}
     lat = {s: [] for s in clusters}
-    topics = {}
+    create = ["-P", "1", "-R", "3", "-C", "min.insync.replicas=2"]
     for s, c in clusters.items():
-        t = topic("w5", s)
-        r = run_tm_load(c, "create", ["-t", t, "-P", "1", "-R", "3", "-C", "min.insync.replicas=2"], 60)
+        r = run_tm_load(c, "create", ["-t", topic("w5", s, 0)] + create, 60)
         if isinstance(r, str):
             if s == "tidemark":
                 na[s] = report.not_available("replication not available yet: " + r)
             else:
                 na[s] = report.failed(r)
-        topics[s] = t
     live = {s: c for s, c in clusters.items() if s not in na}
+
+    def produce(s, c, rep):
+        # A topic per repetition, deleted after it: three copies of
+        # every repetition would not fit the disk.
+        if rep > 0:
+            r = run_tm_load(c, "create", ["-t", topic("w5", s, rep)] + create, 60)
+            if isinstance(r, str):
+                return r
+        return run_tm_load(c, "produce", produce_args(topic("w5", s, rep), 1024, 1, "all", SECONDS,
+                                                      warmup=WARMUP), timed_limit(SECONDS))
     for rep in range(REPS):
-        for s, r in for_each(live, lambda s, c: run_tm_load(
-                c, "produce", produce_args(topics[s], 1024, 1, "all", SECONDS, warmup=WARMUP),
-                timed_limit(SECONDS))).items():
+        for s, r in for_each(live, lambda s, c: produce(s, c, rep)).items():
             thr[s].append(r)
         for s, r in for_each(live, lambda s, c: run_tm_load(
                 c, "e2e", e2e_args(topic("w5e2e", s, rep)), timed_limit(SECONDS))).items():
             lat[s].append(r)
+        drop_topics(live, {s: [topic("w5", s, rep), topic("w5e2e", s, rep)] for s in live})
     stop_clusters(clusters)
     tf = figures({s: thr[s] for s in live}, "mb_per_s")
     lf = figures({s: lat[s] for s in live}, "latency_us.p99", 1e-3)
     tf.update(na)
     lf.update(na)
-    return [M("acks=all throughput", "MB/s", "higher", 1.5, tf),
+    return [M("acks=all throughput", "MB/s", "higher", 1.5, tf, RF3_PATH),
             M("e2e p99 at %d msg/s" % E2E_RATE, "ms", "lower", 0.5, lf)]
 
 
@@ -826,13 +863,14 @@ def workload_7():
                 c, "produce", produce_args(topic("w7", s, rep), 1024, 1, 1, SECONDS, warmup=WARMUP),
                 timed_limit(SECONDS))).items():
             thr[s].append(r)
+        drop_topics(clusters, {s: [topic("w7", s, rep)] for s in clusters})
     lat = workload_4(clusters)
     stop_clusters(clusters)
     tf = figures(thr, "mb_per_s")
     lf = figures(lat, "latency_us.p99", 1e-3)
     tf.update(na)
     lf.update(na)
-    return [M("TLS produce throughput", "MB/s", "higher", 1.5, tf),
+    return [M("TLS produce throughput", "MB/s", "higher", 1.5, tf, PRODUCE_PATH),
             M("TLS e2e p99 at %d msg/s" % E2E_RATE, "ms", "lower", 0.5, lf)]
 
 
@@ -891,7 +929,9 @@ def machine_info():
 
 
 def physical_limits():
-    """iperf3 single-stream loopback, fio sequential writes in DATA."""
+    """iperf3 single-stream loopback; fio sequential writes in DATA, and a
+    sequential read of the first write's file with the page cache dropped
+    (what a cold consume could read at most)."""
     out = {}
     if shutil.which("iperf3"):
         port = free_ports(1)[0]
@@ -919,10 +959,27 @@ def physical_limits():
                 out[key] = report.parse_fio(r.stdout)
             except subprocess.TimeoutExpired:
                 out[key + "_error"] = "fio timed out"
+            if key == "disk_seq_write_mb_per_s":
+                out.update(cold_read_limit(d, size))
         shutil.rmtree(d, ignore_errors=True)
     else:
         out["disk_seq_write_mb_per_s_error"] = "fio not installed"
     return out
+
+
+def cold_read_limit(d, size):
+    """fio reads back the file its first job wrote (same job name, same
+    file), after drop_caches, buffered as the brokers read."""
+    why = drop_caches()
+    if why:
+        return {"disk_seq_read_cold_mb_per_s_error": why}
+    try:
+        r = subprocess.run(["fio", "--name=seqwrite", "--directory=" + d, "--rw=read", "--bs=1M",
+                            "--size=" + size, "--ioengine=psync", "--output-format=json"],
+                           capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        return {"disk_seq_read_cold_mb_per_s_error": "fio timed out"}
+    return {"disk_seq_read_cold_mb_per_s": report.parse_fio(r.stdout, "read")}
 
 
 def tidemark_flush_policy():
@@ -961,6 +1018,10 @@ def main():
     result = {"mode": MODE, "started": started.isoformat(timespec="seconds"), "machine": machine_info(),
               "systems": SYSTEMS, "settings": {}, "workloads": []}
     log("%s run of %s: %d reps, %gs each after %gs warm-up" % (MODE, ",".join(SYSTEMS), REPS, SECONDS, WARMUP))
+    st = os.statvfs(DATA)
+    free_gib = st.f_bavail * st.f_frsize / 1024.0 ** 3
+    log("%.0f GiB free under %s%s" % (free_gib, DATA, "" if QUICK or free_gib >= 40 else
+                                      ": a full run keeps up to about 40 GiB at once; expect disk-full failures"))
     if not QUICK:
         result["limits"] = physical_limits()
     w6 = {}

@@ -178,14 +178,14 @@ def parse_iperf3(text):
     return bps / 8.0 / MB
 
 
-def parse_fio(text):
-    """Write bandwidth of a fio --output-format=json run, in MB/s (2^20)."""
+def parse_fio(text, direction="write"):
+    """Bandwidth of a fio --output-format=json run, in MB/s (2^20)."""
     start = (text or "").find("{")
     if start < 0:
         return None
     try:
         obj = json.loads(text[start:])
-        kib_s = obj["jobs"][0]["write"]["bw"]  # fio's bw is KiB/s
+        kib_s = obj["jobs"][0][direction]["bw"]  # fio's bw is KiB/s
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     return kib_s / 1024.0
@@ -287,12 +287,52 @@ def _dig(obj, dotted):
     return obj
 
 
-def metric(name, unit, better, target, tidemark, kafka):
+def metric(name, unit, better, target, tidemark, kafka, bound=None):
+    """bound: the machine limits a throughput is held against, as
+    [(limit key, times each measured byte crosses it), ...]."""
     t = tidemark.get("value") if tidemark.get("status") == "ok" else None
     k = kafka.get("value") if kafka.get("status") == "ok" else None
-    return {"name": name, "unit": unit, "better": better, "target": target,
-            "tidemark": tidemark, "kafka": kafka, "ratio": ratio(t, k),
-            "pair_ratios": pair_ratios(tidemark, kafka)}
+    m = {"name": name, "unit": unit, "better": better, "target": target,
+         "tidemark": tidemark, "kafka": kafka, "ratio": ratio(t, k),
+         "pair_ratios": pair_ratios(tidemark, kafka)}
+    if bound:
+        m["bound"] = [[key, times] for key, times in bound]
+    return m
+
+
+def binding_limit(limits, bound):
+    """(limit key, MB/s of measured bytes it allows) of the tightest limit in
+    bound, or None when none of them was measured."""
+    best = None
+    for key, times in bound or []:
+        v = (limits or {}).get(key)
+        if not is_finite(v) or v <= 0 or not times:
+            continue
+        allowed = v / float(times)
+        if best is None or allowed < best[1]:
+            best = (key, allowed)
+    return best
+
+
+def limit_shares(result):
+    """Every bounded throughput as a share of what the machine can move:
+    [{"id", "metric", "limit", "times", "allowed", "tidemark", "kafka"}],
+    the shares as fractions (None where a figure is missing)."""
+    out = []
+    limits = result.get("limits") or {}
+    for w in result.get("workloads", []):
+        for m in w.get("metrics", []):
+            b = binding_limit(limits, m.get("bound"))
+            if not b:
+                continue
+            times = dict((k, t) for k, t in m["bound"])[b[0]]
+            row = {"id": w["id"], "metric": m["name"], "limit": b[0], "times": times, "allowed": b[1]}
+            for system in ("tidemark", "kafka"):
+                fig = m.get(system, {})
+                v = fig.get("value") if fig.get("status") == "ok" else None
+                row[system] = v / b[1] if is_finite(v) else None
+            out.append(row)
+    return out
 
 
 def failures(result, system="tidemark"):
@@ -412,11 +452,43 @@ def limits_markdown(limits):
     for key, label in (("loopback_mb_per_s", "iperf3 single-stream loopback"),
                        ("disk_seq_write_mb_per_s", "fio sequential write, 1 MiB blocks, fsync at end"),
                        ("disk_seq_write_fdatasync_mb_per_s",
-                        "fio sequential write, 1 MiB blocks, fdatasync after each")):
+                        "fio sequential write, 1 MiB blocks, fdatasync after each"),
+                       ("disk_seq_read_cold_mb_per_s",
+                        "fio sequential read, 1 MiB blocks, page cache dropped first")):
         v = limits.get(key)
         rows.append("| %s | %s |" % (label, fmt_value(v, "MB/s") + " MB/s" if v is not None
                                      else limits.get(key + "_error", "not measured")))
     return "| machine limit | |\n|---|---:|\n" + "\n".join(rows) + "\n"
+
+
+LIMIT_NAMES = {"loopback_mb_per_s": "loopback",
+               "disk_seq_write_mb_per_s": "disk write",
+               "disk_seq_write_fdatasync_mb_per_s": "disk write, fdatasync per MiB",
+               "disk_seq_read_cold_mb_per_s": "disk read, cold"}
+
+
+def fmt_share(x):
+    return "" if x is None else "%.0f %%" % (100.0 * x)
+
+
+def shares_markdown(result):
+    """Each throughput as a share of the tightest machine limit on its path."""
+    rows = limit_shares(result)
+    if not rows:
+        return ""
+    lines = ["| # | metric | binding limit | Tidemark | Kafka |", "|---|---|---|---:|---:|"]
+    for r in rows:
+        name = LIMIT_NAMES.get(r["limit"], r["limit"])
+        if r["times"] != 1:
+            name = "%s / %s (each byte crosses it %s times)" % (name, _num(r["times"]), _num(r["times"]))
+        lines.append("| %s | %s | %s: %s MB/s | %s | %s |" % (
+            _cell(r["id"]), _cell(r["metric"]), _cell(name), fmt_value(r["allowed"], "MB/s"),
+            fmt_share(r["tidemark"]), fmt_share(r["kafka"])))
+    return "\n".join(lines) + "\n"
+
+
+def _num(x):
+    return ("%d" % x) if float(x).is_integer() else ("%g" % x)
 
 
 def write_json(result, path):
@@ -514,6 +586,9 @@ def render_doc(result, chart_rel):
     if lim:
         out.append("Physical limits of this machine (what no broker can beat):\n\n" + lim)
     out.append(render_markdown(result))
+    shares = shares_markdown(result)
+    if shares:
+        out.append("Each throughput as a share of the tightest of these limits on its path:\n\n" + shares)
     if chart_rel:
         out.append("![throughput and latency](%s)\n" % chart_rel)
     out.append(DOC_FOOTER)
@@ -551,6 +626,13 @@ DOC_FOOTER = """## Reading the table
   the run, and the ratio of medians should then be read with care. The line under the
   table gives the CPU steal (time the virtual machine's host gave its cores to others)
   measured across each system's runs.
+- *Share of the machine*: each throughput divided by the tightest machine limit on its path
+  (which one binds is named): produce, loopback and the disk's sequential write; 1-fsync, the
+  write with an fdatasync per MiB; warm consume, loopback; cold consume, loopback and the
+  disk's sequential read after `drop_caches`; workload 5, loopback and the disk divided by
+  three (the client's bytes reach the leader and two followers over loopback, and three
+  copies land on the one disk). iperf3 measures one stream on one core, so a loopback share
+  near 100 % means the broker's path costs about as much as a bare TCP copy.
 - *n/a* for Tidemark means the feature has not landed yet (the harness probes for it and
   runs the workload as soon as it works); *failed* means the run broke, with the reason
   below the table. Targets are the project's goals; the last column only reports them.

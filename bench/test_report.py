@@ -85,6 +85,8 @@ class ParseTest(unittest.TestCase):
         fio = "note: both iodepth\n" + json.dumps({"jobs": [{"write": {"bw": 512000}}]})
         self.assertAlmostEqual(report.parse_fio(fio), 500.0)
         self.assertIsNone(report.parse_fio("fio: error"))
+        fio = json.dumps({"jobs": [{"read": {"bw": 1048576}, "write": {"bw": 0}}]})
+        self.assertAlmostEqual(report.parse_fio(fio, "read"), 1024.0)
 
 
 class ArithmeticTest(unittest.TestCase):
@@ -189,6 +191,46 @@ def sample_result():
                 report.metric("cold", "MB/s", "higher", 1.5, report.failed("consume timed out"),
                               report.skipped("quick"))]},
         ]}
+
+
+class LimitTest(unittest.TestCase):
+    LIMITS = {"loopback_mb_per_s": 3000.0, "disk_seq_write_mb_per_s": 1000.0,
+              "disk_seq_read_cold_mb_per_s_error": "drop_caches not permitted"}
+
+    def test_the_tightest_measured_limit_binds(self):
+        path = [["loopback_mb_per_s", 1], ["disk_seq_write_mb_per_s", 1]]
+        self.assertEqual(report.binding_limit(self.LIMITS, path), ("disk_seq_write_mb_per_s", 1000.0))
+        # each byte crossing loopback 4 times: loopback allows 750 of them
+        path = [["loopback_mb_per_s", 4], ["disk_seq_write_mb_per_s", 1]]
+        self.assertEqual(report.binding_limit(self.LIMITS, path), ("loopback_mb_per_s", 750.0))
+        # a limit that was not measured does not bind
+        path = [["loopback_mb_per_s", 1], ["disk_seq_read_cold_mb_per_s", 1]]
+        self.assertEqual(report.binding_limit(self.LIMITS, path), ("loopback_mb_per_s", 3000.0))
+        self.assertIsNone(report.binding_limit({}, path))
+        self.assertIsNone(report.binding_limit(self.LIMITS, None))
+
+    def test_shares_of_the_machine(self):
+        produce = report.metric("throughput", "MB/s", "higher", 1.5, report.ok(500.0),
+                                report.failed("boom"), [("loopback_mb_per_s", 1), ("disk_seq_write_mb_per_s", 1)])
+        rf3 = report.metric("acks=all", "MB/s", "higher", 1.5, report.ok(300.0), report.ok(100.0),
+                            [("loopback_mb_per_s", 3), ("disk_seq_write_mb_per_s", 3)])
+        p99 = report.metric("p99", "ms", "lower", 0.5, report.ok(1.0), report.ok(2.0))
+        result = {"limits": self.LIMITS,
+                  "workloads": [{"id": "1", "title": "produce", "metrics": [produce, p99]},
+                                {"id": "5", "title": "rf3", "metrics": [rf3]}]}
+        rows = report.limit_shares(result)
+        self.assertEqual([(r["id"], r["limit"]) for r in rows],
+                         [("1", "disk_seq_write_mb_per_s"), ("5", "disk_seq_write_mb_per_s")])
+        self.assertAlmostEqual(rows[0]["tidemark"], 0.5)
+        self.assertIsNone(rows[0]["kafka"])
+        self.assertAlmostEqual(rows[1]["allowed"], 1000.0 / 3)
+        self.assertAlmostEqual(rows[1]["tidemark"], 0.9)
+        md = report.shares_markdown(result)
+        self.assertIn("| 1 | throughput | disk write: 1000 MB/s | 50 % |  |", md)
+        self.assertIn("| 5 | acks=all | disk write / 3 (each byte crosses it 3 times): 333 MB/s | 90 % | 30 % |", md)
+        self.assertEqual(report.shares_markdown({"limits": {}, "workloads": result["workloads"]}), "")
+        self.assertIn("fio sequential read, 1 MiB blocks, page cache dropped first | drop_caches not permitted",
+                      report.limits_markdown(self.LIMITS))
 
 
 class PresentationTest(unittest.TestCase):

@@ -13,6 +13,7 @@
  *   tm-load e2e      -b ... -t TOPIC -s BYTES -r MSGS_PER_S -d SECONDS
  *                    [-a ACKS] [-w WARMUP_S] [-l LINGER_MS] [-P PARTITIONS]
  *   tm-load create   -b ... -t TOPIC -P PARTITIONS [-R RF] [-C k=v]...
+ *   tm-load delete   -b ... -t TOPIC
  *   tm-load probe    -b ... -t TOPIC [-d TIMEOUT_S]
  *   tm-load selftest
  *
@@ -280,7 +281,7 @@ static void flush_bounded(rd_kafka_t *rk, int timeout_ms)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: tm-load produce|consume|e2e|create|probe|selftest -b HOST:PORT -t TOPIC\n"
+		"usage: tm-load produce|consume|e2e|create|delete|probe|selftest -b HOST:PORT -t TOPIC\n"
 		"  -s BYTES record size       -n COUNT records        -d SECONDS duration/timeout\n"
 		"  -P PARTITIONS              -R REPLICATION_FACTOR   -a ACKS (0|1|all)\n"
 		"  -r MSGS_PER_S (0 = unthrottled)                    -z none|gzip|snappy|lz4|zstd\n"
@@ -473,6 +474,16 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, i
 
 /* CreateTopics through the admin API; an existing topic counts as success.
  * Returns 0 or -errno with the broker's message in err. */
+/* Admin requests: 10 s for the broker's operation, 15 s for the answer. */
+static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op)
+{
+	char errstr[512];
+	rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(rk, op);
+	rd_kafka_AdminOptions_set_operation_timeout(ao, 10000, errstr, sizeof(errstr));
+	rd_kafka_AdminOptions_set_request_timeout(ao, 15000, errstr, sizeof(errstr));
+	return ao;
+}
+
 static int topic_create(rd_kafka_t *rk, const struct opts *o, int partitions, char *err,
 			size_t err_len)
 {
@@ -494,9 +505,7 @@ static int topic_create(rd_kafka_t *rk, const struct opts *o, int partitions, ch
 		*eq = '\0';
 		rd_kafka_NewTopic_set_config(nt, kv, eq + 1);
 	}
-	rd_kafka_AdminOptions_t *ao = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-	rd_kafka_AdminOptions_set_operation_timeout(ao, 10000, errstr, sizeof(errstr));
-	rd_kafka_AdminOptions_set_request_timeout(ao, 15000, errstr, sizeof(errstr));
+	rd_kafka_AdminOptions_t *ao = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
 	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
@@ -1078,6 +1087,44 @@ static int run_create(const struct opts *o)
 	return ok ? 0 : 1;
 }
 
+/* Deletes the topic (a benchmark's data, so the next run has the disk).  A
+ * topic that does not exist is no error. */
+static int run_delete(const struct opts *o)
+{
+	rd_kafka_t *rk = client_new(o, RD_KAFKA_PRODUCER, NULL);
+	if (!rk)
+		return 2;
+	char err[512] = "";
+	rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(o->topic);
+	rd_kafka_AdminOptions_t *ao = admin_options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_DeleteTopics(rk, &dt, 1, ao, q);
+	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
+	if (!ev) {
+		snprintf(err, sizeof(err), "DeleteTopics: no answer in 20 s");
+	} else if (rd_kafka_event_error(ev)) {
+		snprintf(err, sizeof(err), "DeleteTopics: %s", rd_kafka_event_error_string(ev));
+	} else {
+		size_t n = 0;
+		const rd_kafka_topic_result_t **res =
+			rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+		rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__FAIL;
+		if (e && e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+			snprintf(err, sizeof(err), "DeleteTopics: %s", rd_kafka_err2name(e));
+	}
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_AdminOptions_destroy(ao);
+	rd_kafka_DeleteTopic_destroy(dt);
+	print_common(stdout, o, 0);
+	fprintf(stdout, ",\"ok\":%s,\"error\":", err[0] ? "false" : "true");
+	json_str(stdout, err);
+	fprintf(stdout, "}\n");
+	rd_kafka_destroy(rk);
+	return err[0] ? 1 : 0;
+}
+
 /* Waits until the first bootstrap address (IPv4 "A.B.C.D:PORT") accepts a
  * TCP connection, trying every millisecond.  librdkafka backs off for about
  * a second after a refused first connection, which would otherwise be
@@ -1237,6 +1284,8 @@ int main(int argc, char **argv)
 		return run_e2e(&o);
 	if (strcmp(o.mode, "create") == 0)
 		return run_create(&o);
+	if (strcmp(o.mode, "delete") == 0)
+		return run_delete(&o);
 	if (strcmp(o.mode, "probe") == 0)
 		return run_probe(&o);
 	if (strcmp(o.mode, "selftest") == 0)
