@@ -241,6 +241,7 @@ class Cluster:
         self.base = os.path.join(DATA, "%s-%s-%s" % (label, system, RUN_ID))
         self.nodes = [Node(system, i + 1, self.base) for i in range(nodes)]
         self.start_to_first_produce_s = None
+        self.probe = {}  # tm-load probe's own view: attempts, seconds from its start
         self.tls_files = None
         self.broken = None  # why it could not be (re)started
 
@@ -324,6 +325,7 @@ class Cluster:
             self.stop()
             raise StartError(r)
         self.start_to_first_produce_s = (r["ack_unix_ns"] - t0) / 1e9
+        self.probe = {"probe_attempts": r.get("attempts"), "probe_seconds": r.get("probe_seconds")}
 
     def _kafka_format(self):
         cp = os.path.join(KAFKA_LIBS, "*")
@@ -1029,7 +1031,7 @@ def main():
 
     clusters, start_errs = start_clusters("main")
     MAIN_START_FAILED.update(start_errs)
-    w6["start"] = {s: report.ok(c.start_to_first_produce_s) for s, c in clusters.items()}
+    w6["start"] = {s: report.ok(c.start_to_first_produce_s, **c.probe) for s, c in clusters.items()}
     w6["start"].update(start_errs)
     time.sleep(2 if QUICK else 5)
     w6["rss_idle"] = {s: report.ok(report.parse_proc_status(read_proc(c.nodes[0].pid, "status"))
