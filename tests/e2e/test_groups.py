@@ -78,6 +78,12 @@ if lib == "confluent":
             save()
     c.close()
 else:
+    import logging
+    # Joins, assignments and metadata trouble go to the worker's log, which a
+    # failing test prints.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
+    logging.getLogger("kafka.cluster").setLevel(logging.INFO)
     from kafka import KafkaConsumer, ConsumerRebalanceListener
     from kafka.coordinator.assignors.range import RangePartitionAssignor
     from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
