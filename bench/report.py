@@ -301,16 +301,16 @@ def metric(name, unit, better, target, tidemark, kafka, bound=None):
 
 
 def binding_limit(limits, bound):
-    """(limit key, MB/s of measured bytes it allows) of the tightest limit in
-    bound, or None when none of them was measured."""
+    """(limit key, times crossed, MB/s of measured bytes it allows) of the
+    tightest limit in bound, or None when none of them was measured."""
     best = None
     for key, times in bound or []:
         v = (limits or {}).get(key)
         if not is_finite(v) or v <= 0 or not times:
             continue
         allowed = v / float(times)
-        if best is None or allowed < best[1]:
-            best = (key, allowed)
+        if best is None or allowed < best[2]:
+            best = (key, times, allowed)
     return best
 
 
@@ -325,12 +325,12 @@ def limit_shares(result):
             b = binding_limit(limits, m.get("bound"))
             if not b:
                 continue
-            times = dict((k, t) for k, t in m["bound"])[b[0]]
-            row = {"id": w["id"], "metric": m["name"], "limit": b[0], "times": times, "allowed": b[1]}
+            key, times, allowed = b
+            row = {"id": w["id"], "metric": m["name"], "limit": key, "times": times, "allowed": allowed}
             for system in ("tidemark", "kafka"):
                 fig = m.get(system, {})
                 v = fig.get("value") if fig.get("status") == "ok" else None
-                row[system] = v / b[1] if is_finite(v) else None
+                row[system] = v / allowed if is_finite(v) else None
             out.append(row)
     return out
 

@@ -199,13 +199,13 @@ class LimitTest(unittest.TestCase):
 
     def test_the_tightest_measured_limit_binds(self):
         path = [["loopback_mb_per_s", 1], ["disk_seq_write_mb_per_s", 1]]
-        self.assertEqual(report.binding_limit(self.LIMITS, path), ("disk_seq_write_mb_per_s", 1000.0))
+        self.assertEqual(report.binding_limit(self.LIMITS, path), ("disk_seq_write_mb_per_s", 1, 1000.0))
         # each byte crossing loopback 4 times: loopback allows 750 of them
         path = [["loopback_mb_per_s", 4], ["disk_seq_write_mb_per_s", 1]]
-        self.assertEqual(report.binding_limit(self.LIMITS, path), ("loopback_mb_per_s", 750.0))
+        self.assertEqual(report.binding_limit(self.LIMITS, path), ("loopback_mb_per_s", 4, 750.0))
         # a limit that was not measured does not bind
         path = [["loopback_mb_per_s", 1], ["disk_seq_read_cold_mb_per_s", 1]]
-        self.assertEqual(report.binding_limit(self.LIMITS, path), ("loopback_mb_per_s", 3000.0))
+        self.assertEqual(report.binding_limit(self.LIMITS, path), ("loopback_mb_per_s", 1, 3000.0))
         self.assertIsNone(report.binding_limit({}, path))
         self.assertIsNone(report.binding_limit(self.LIMITS, None))
 

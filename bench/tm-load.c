@@ -472,8 +472,6 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, i
 	return rc;
 }
 
-/* CreateTopics through the admin API; an existing topic counts as success.
- * Returns 0 or -errno with the broker's message in err. */
 /* Admin requests: 10 s for the broker's operation, 15 s for the answer. */
 static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op)
 {
@@ -484,6 +482,35 @@ static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_
 	return ao;
 }
 
+/* Reads a CreateTopics or DeleteTopics answer for one topic (ev NULL: none
+ * came); `fine` is the topic error that counts as success.  Returns 0 or
+ * -errno with what went wrong in err. */
+static int admin_topic_answer(rd_kafka_event_t *ev, const char *api, rd_kafka_resp_err_t fine, char *err,
+			      size_t err_len)
+{
+	if (!ev) {
+		snprintf(err, err_len, "%s: no answer in 20 s", api);
+		return -ETIMEDOUT;
+	}
+	if (rd_kafka_event_error(ev)) {
+		snprintf(err, err_len, "%s: %s", api, rd_kafka_event_error_string(ev));
+		return -EIO;
+	}
+	size_t n = 0;
+	const rd_kafka_topic_result_t **res =
+		rd_kafka_event_type(ev) == RD_KAFKA_EVENT_CREATETOPICS_RESULT
+			? rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n)
+			: rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+	rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__FAIL;
+	if (!e || e == fine)
+		return 0;
+	const char *m = n ? rd_kafka_topic_result_error_string(res[0]) : NULL;
+	snprintf(err, err_len, "%s: %s%s%s", api, rd_kafka_err2name(e), m ? ": " : "", m ? m : "");
+	return -EIO;
+}
+
+/* CreateTopics through the admin API; an existing topic counts as success.
+ * Returns 0 or -errno with the broker's message in err. */
 static int topic_create(rd_kafka_t *rk, const struct opts *o, int partitions, char *err,
 			size_t err_len)
 {
@@ -509,25 +536,7 @@ static int topic_create(rd_kafka_t *rk, const struct opts *o, int partitions, ch
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
 	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
-	int rc = 0;
-	if (!ev) {
-		snprintf(err, err_len, "CreateTopics: no answer in 20 s");
-		rc = -ETIMEDOUT;
-	} else if (rd_kafka_event_error(ev)) {
-		snprintf(err, err_len, "CreateTopics: %s", rd_kafka_event_error_string(ev));
-		rc = -EIO;
-	} else {
-		size_t n = 0;
-		const rd_kafka_topic_result_t **res =
-			rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-		rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__FAIL;
-		if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-			const char *m = n ? rd_kafka_topic_result_error_string(res[0]) : NULL;
-			snprintf(err, err_len, "CreateTopics: %s%s%s", rd_kafka_err2name(e), m ? ": " : "",
-				 m ? m : "");
-			rc = -EIO;
-		}
-	}
+	int rc = admin_topic_answer(ev, "CreateTopics", RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS, err, err_len);
 	if (ev)
 		rd_kafka_event_destroy(ev);
 	rd_kafka_queue_destroy(q);
@@ -1100,29 +1109,18 @@ static int run_delete(const struct opts *o)
 	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
 	rd_kafka_DeleteTopics(rk, &dt, 1, ao, q);
 	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
-	if (!ev) {
-		snprintf(err, sizeof(err), "DeleteTopics: no answer in 20 s");
-	} else if (rd_kafka_event_error(ev)) {
-		snprintf(err, sizeof(err), "DeleteTopics: %s", rd_kafka_event_error_string(ev));
-	} else {
-		size_t n = 0;
-		const rd_kafka_topic_result_t **res =
-			rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
-		rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__FAIL;
-		if (e && e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-			snprintf(err, sizeof(err), "DeleteTopics: %s", rd_kafka_err2name(e));
-	}
+	int rc = admin_topic_answer(ev, "DeleteTopics", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, err, sizeof(err));
 	if (ev)
 		rd_kafka_event_destroy(ev);
 	rd_kafka_queue_destroy(q);
 	rd_kafka_AdminOptions_destroy(ao);
 	rd_kafka_DeleteTopic_destroy(dt);
 	print_common(stdout, o, 0);
-	fprintf(stdout, ",\"ok\":%s,\"error\":", err[0] ? "false" : "true");
+	fprintf(stdout, ",\"ok\":%s,\"error\":", rc ? "false" : "true");
 	json_str(stdout, err);
 	fprintf(stdout, "}\n");
 	rd_kafka_destroy(rk);
-	return err[0] ? 1 : 0;
+	return rc ? 1 : 0;
 }
 
 /* Waits until the first bootstrap address (IPv4 "A.B.C.D:PORT") accepts a

@@ -267,7 +267,9 @@ int sys_range_cached(int fd, int64_t pos, size_t len)
 		}
 		return -err;
 	}
-	long page = sysconf(_SC_PAGESIZE);
+	static long page;
+	if (!page)
+		page = sysconf(_SC_PAGESIZE);
 	uint64_t pages = (uint64_t)((pos + (int64_t)len - 1) / page - pos / page + 1);
 	return cs.nr_cache >= pages;
 }
