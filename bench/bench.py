@@ -20,6 +20,7 @@ Environment (defaults for full / QUICK=1):
   BENCH_E2E_LINGER_MS 1            producer linger in the latency workloads
   BENCH_JAVA          1            run Kafka's ProducerPerformance / ConsumerPerformance
   BENCH_W2_CLIENTS    2            tm-load processes at once in workload 2
+  BENCH_W2_CALL_RECORDS 1000       records per produce call in workload 2 (0: one per call)
   BENCH_ONLY          ""           comma list of workload ids to run (1..7)
   BENCH_DATA_DIR      build/bench/data   broker data directories (removed at the end)
   TIDEMARK_BIN, TM_LOAD, KAFKA_LIBS  where the programs are
@@ -103,6 +104,8 @@ STEAL = {}  # {system: [share of CPU time stolen by the host during each measure
 # settle(): wait at most SETTLE_MAX_S for the other brokers to use at most
 # SETTLE_QUIET_SHARE of a core over a SETTLE_WINDOW_S window
 W2_CLIENTS = int(os.environ.get("BENCH_W2_CLIENTS", "2"))
+W2_CALL_RECORDS = int(os.environ.get("BENCH_W2_CALL_RECORDS", "1000"))
+W2_CALL = ["-m", str(W2_CALL_RECORDS)] if W2_CALL_RECORDS > 0 else []
 SETTLE_MAX_S, SETTLE_WINDOW_S, SETTLE_QUIET_SHARE = (2, 0.2, 0.05) if QUICK else (20, 0.5, 0.03)
 
 
@@ -687,10 +690,13 @@ def run_tm_load_many(cluster, n, mode, args_of, timeout):
 
 
 def workload_2(clusters):
-    """Message rate.  One librdkafka producer thread tops out near 2 M msg/s
-    here whatever the broker (tm-load's producing thread at 91 % of a core,
-    the broker at 24 %), so the run uses W2_CLIENTS processes at once,
-    each on its own topic of 6 partitions, and also reports one client."""
+    """Message rate.  The clients share the broker's 2 cores and cost more
+    per record than either broker, so tm-load hands librdkafka
+    W2_CALL_RECORDS records per call (rd_kafka_produce_batch, each call to
+    the next partition: one lock and one clock read per call), which
+    halves the client's CPU per record, and the run uses W2_CLIENTS
+    processes at once, each on its own topic of 6 partitions.  It also
+    reports one client."""
     runs = {s: [] for s in clusters}
     one = {s: [] for s in clusters}
 
@@ -704,7 +710,7 @@ def workload_2(clusters):
         cpu0 = cpu_seconds(pid)
         r = run_tm_load_many(
             c, W2_CLIENTS, "produce",
-            lambda i: produce_args(topic("w2c%d" % i, s, rep), 100, 6, 1, SECONDS, warmup=WARMUP),
+            lambda i: produce_args(topic("w2c%d" % i, s, rep), 100, 6, 1, SECONDS, warmup=WARMUP) + W2_CALL,
             timed_limit(SECONDS))
         cpu1 = cpu_seconds(pid)
         if not isinstance(r, str) and cpu0 is not None and cpu1 is not None and r.get("total_bytes"):
@@ -716,7 +722,7 @@ def workload_2(clusters):
         for s, r in for_each(clusters, lambda s, c: many(s, c, rep)).items():
             runs[s].append(check(r))
         for s, r in for_each(clusters, lambda s, c: run_tm_load(
-                c, "produce", produce_args(topic("w2", s, rep), 100, 6, 1, SECONDS, warmup=WARMUP),
+                c, "produce", produce_args(topic("w2", s, rep), 100, 6, 1, SECONDS, warmup=WARMUP) + W2_CALL,
                 timed_limit(SECONDS))).items():
             one[s].append(check(r))
         drop_topics(clusters, {s: [topic("w2c%d" % i, s, rep) for i in range(W2_CLIENTS)] + [topic("w2", s, rep)]
@@ -1053,6 +1059,8 @@ def main():
             "Kafka JVM: %s" % " ".join(KAFKA_JVM),
             "tm-load: librdkafka %s defaults unless stated; latency workloads use linger.ms=%d"
             % (librdkafka_version(), E2E_LINGER_MS),
+            "workload 2: %d tm-load processes, each handing librdkafka %s records per call"
+            % (W2_CLIENTS, W2_CALL_RECORDS or 1),
         ]}
     for s, fig in start_errs.items():
         log("%s: %s" % (s, fig.get("error")))
