@@ -60,14 +60,31 @@ _PP_FINAL = re.compile(
     r"(?P<p999>[\d.]+) ms 99.9th")
 
 
+_PP_WINDOW = re.compile(
+    r"^(?P<records>\d+) records sent, (?P<rps>[\d.]+) records/sec \((?P<mbps>[\d.]+) MB/sec\), "
+    r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency\.$")
+
+
 def parse_producer_performance(text):
     """The summary line of Kafka's ProducerPerformance, or None.
 
     '300000 records sent, 17160.5 records/sec (16.76 MB/sec), 1496.37 ms avg
     latency, 2497.00 ms max latency, 1420 ms 50th, 2296 ms 95th, 2407 ms 99th,
-    2478 ms 99.9th.'  (its MB is 2^20 bytes, like ours)"""
+    2478 ms 99.9th.'  (its MB is 2^20 bytes, like ours)
+
+    The progress lines before it ('26907 records sent, 5373.9 records/sec
+    (5.25 MB/sec), 1914.1 ms avg latency, 2333.0 ms max latency.', one per
+    ~5 s window) are kept in "windows", oldest first."""
     found = None
+    windows = []
     for line in (text or "").splitlines():
+        line = line.strip()
+        w = _PP_WINDOW.match(line)
+        if w:
+            windows.append({"records": int(w.group("records")), "msgs_per_s": float(w.group("rps")),
+                            "mb_per_s": float(w.group("mbps")), "avg_ms": float(w.group("avg")),
+                            "max_ms": float(w.group("max"))})
+            continue
         m = _PP_FINAL.search(line)
         if m:
             found = {
@@ -75,8 +92,42 @@ def parse_producer_performance(text):
                 "msgs_per_s": float(m.group("rps")),
                 "mb_per_s": float(m.group("mbps")),
                 "latency_ms": {k: float(m.group(k)) for k in ("avg", "max", "p50", "p95", "p99", "p999")},
+                "windows": windows,
             }
     return found
+
+
+def producer_performance_after(pp, warmup_s):
+    """ProducerPerformance's figures over its progress windows that start at
+    or after warmup_s seconds into the run, or None when no window does.
+
+    The whole-run summary counts the first seconds, in which the client's
+    JVM is still compiling its hot paths (against either broker its first
+    5 s window runs at a third to a half of the later ones), so it measures
+    the client's warm-up as much as the broker.  A window lasts records /
+    rate seconds; the result weights each by its length: mb_per_s and
+    msgs_per_s over the kept windows, their record-weighted average latency
+    and their worst maximum."""
+    t = 0.0
+    kept = []
+    for w in pp.get("windows", []):
+        length = w["records"] / w["msgs_per_s"] if w["msgs_per_s"] > 0 else 0.0
+        if t >= warmup_s - 1e-9 and length > 0:
+            kept.append((w, length))
+        t += length
+    if not kept:
+        return None
+    seconds = sum(length for _, length in kept)
+    records = sum(w["records"] for w, _ in kept)
+    return {
+        "mb_per_s": sum(w["mb_per_s"] * length for w, length in kept) / seconds,
+        "msgs_per_s": records / seconds,
+        "records": records,
+        "seconds": seconds,
+        "skipped_s": t - seconds,
+        "avg_ms": sum(w["avg_ms"] * w["records"] for w, _ in kept) / records,
+        "max_ms": max(w["max_ms"] for w, _ in kept),
+    }
 
 
 _CP_HEADER = "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec"

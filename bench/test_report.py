@@ -27,6 +27,14 @@ PRODUCER_PERFORMANCE = """\
 latency, 1420 ms 50th, 2296 ms 95th, 2407 ms 99th, 2478 ms 99.9th.
 """
 
+PRODUCER_PERFORMANCE_LONG = """\
+100000 records sent, 20000.0 records/sec (19.53 MB/sec), 900.0 ms avg latency, 1100.0 ms max latency.
+400000 records sent, 80000.0 records/sec (78.13 MB/sec), 8.0 ms avg latency, 60.0 ms max latency.
+300000 records sent, 75000.0 records/sec (73.24 MB/sec), 12.0 ms avg latency, 90.0 ms max latency.
+900000 records sent, 56000.0 records/sec (54.69 MB/sec), 140.00 ms avg latency, 1100.00 ms max \
+latency, 9 ms 50th, 700 ms 95th, 1000 ms 99th, 1090 ms 99.9th.
+"""
+
 CONSUMER_PERFORMANCE = """\
 start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, \
 rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
@@ -56,6 +64,30 @@ class ParseTest(unittest.TestCase):
         self.assertEqual(pp["msgs_per_s"], 17160.5)
         self.assertEqual(pp["latency_ms"]["p99"], 2407.0)
         self.assertEqual(pp["latency_ms"]["p999"], 2478.0)
+
+    def test_producer_performance_keeps_progress_windows(self):
+        pp = report.parse_producer_performance(PRODUCER_PERFORMANCE_LONG)
+        self.assertEqual([w["records"] for w in pp["windows"]], [100000, 400000, 300000])
+        self.assertEqual(pp["windows"][1]["mb_per_s"], 78.13)
+        self.assertEqual(pp["windows"][2]["max_ms"], 90.0)
+
+    def test_producer_performance_after_warmup_skips_first_window(self):
+        pp = report.parse_producer_performance(PRODUCER_PERFORMANCE_LONG)
+        after = report.producer_performance_after(pp, 5.0)
+        # windows of 5.0 s (skipped), 5.0 s and 4.0 s (kept)
+        self.assertAlmostEqual(after["skipped_s"], 5.0)
+        self.assertAlmostEqual(after["seconds"], 9.0)
+        self.assertEqual(after["records"], 700000)
+        self.assertAlmostEqual(after["msgs_per_s"], 700000 / 9.0)
+        self.assertAlmostEqual(after["mb_per_s"], (78.13 * 5.0 + 73.24 * 4.0) / 9.0)
+        self.assertAlmostEqual(after["avg_ms"], (8.0 * 400000 + 12.0 * 300000) / 700000)
+        self.assertEqual(after["max_ms"], 90.0)
+
+    def test_producer_performance_after_warmup_longer_than_run_is_none(self):
+        pp = report.parse_producer_performance(PRODUCER_PERFORMANCE_LONG)
+        self.assertIsNone(report.producer_performance_after(pp, 14.5))
+        self.assertIsNone(report.producer_performance_after(
+            report.parse_producer_performance(PRODUCER_PERFORMANCE.splitlines()[-1]), 0))
 
     def test_producer_performance_without_summary_is_none(self):
         self.assertIsNone(report.parse_producer_performance(PRODUCER_PERFORMANCE.splitlines()[1]))
