@@ -733,8 +733,9 @@ static int run_produce(const struct opts *o)
 			size_t left = want;
 			rd_kafka_message_t *todo = batch;
 			while (left > 0 && !g_stop) {
-				int in = rd_kafka_produce_batch(rkt, part, 0, todo, (int)left);
-				/* Refused records (a full queue) are retried in order after a poll. */
+				/* Each refused record has its err set; those refused for
+				 * a full queue are retried in order after a poll. */
+				rd_kafka_produce_batch(rkt, part, 0, todo, (int)left);
 				size_t kept = 0;
 				for (size_t i = 0; i < left; i++) {
 					if (!todo[i].err)
@@ -752,7 +753,6 @@ static int run_produce(const struct opts *o)
 					queue_full++;
 					rd_kafka_poll(rk, 1);
 				}
-				(void)in;
 				left = kept;
 			}
 			uint64_t done = want - left;
