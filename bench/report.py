@@ -102,9 +102,9 @@ def producer_performance_after(pp, warmup_s):
     or after warmup_s seconds into the run, or None when no window does.
 
     The whole-run summary counts the first seconds, in which the client's
-    JVM is still compiling its hot paths (against either broker its first
-    5 s window runs at a third to a half of the later ones), so it measures
-    the client's warm-up as much as the broker.  A window lasts records /
+    JVM is still compiling its hot paths (its 5 s windows against an idle
+    Tidemark: 49, 118, 163, 181 MB/s), so it measures the client's warm-up
+    as much as the broker.  A window lasts records /
     rate seconds; the result weights each by its length: mb_per_s and
     msgs_per_s over the kept windows, their record-weighted average latency
     and their worst maximum."""
@@ -651,12 +651,19 @@ DOC_FOOTER = """## Reading the table
 - **1**: `tm-load produce`, 1 KiB records, one partition, acks=1, no rate limit; MB/s of
   acknowledged records (MB = 2^20 bytes, as Kafka's tools count) and the p99 of
   send-to-acknowledgement latency. **1-java** is Kafka's `ProducerPerformance` with the same
-  settings. **1-fsync** repeats 1 with `log.flush.interval.messages=1` on both brokers.
+  settings, 5 M records, up to 3 runs: its JVM starts cold each run and needs 10-15 s to
+  reach its pace, so the throughput is taken over its 5-second progress windows after the
+  first 10 s; the whole run's throughput and p99 are rows of their own.
+  **1-fsync** repeats 1 with `log.flush.interval.messages=1` on both brokers.
 - **2**: 100-byte records over 6 partitions, acks=1, no rate limit; messages per second of
   two `tm-load` processes at once (each on its own topic), of one alone, and the broker's
-  CPU seconds per million records taken with two. One librdkafka producing thread tops out
-  near 2 M msg/s on this machine whatever the broker, so one client measures the client.
-- **3**: a backlog (2 GiB by default) is produced once, then read from the beginning by
+  CPU seconds per million records taken with two. The clients share the 2 cores with the
+  broker and cost more per record than either broker, so each hands librdkafka 1,000
+  records per call (`rd_kafka_produce_batch`, each call to the next partition) and is told
+  of failed records only (`delivery.report.only.error`): half the client CPU per record of
+  one call and one report per record, for both brokers alike.
+- **3**: a backlog (2 GiB by default) is produced once, read once unmeasured per system,
+  then read from the beginning by
   `tm-load consume`: *warm* with the backlog in the page cache, *cold* after
   `echo 3 > /proc/sys/vm/drop_caches` (reported n/a where the kernel refuses it).
   **3-java** is Kafka's `ConsumerPerformance` (a consumer group) on the warm backlog.
