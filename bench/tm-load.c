@@ -577,7 +577,6 @@ struct prod_state {
 	uint64_t acked_bytes;
 	uint64_t failed;
 	uint64_t last_ack_ns;
-	bool errors_only;     /* -m: librdkafka reports failed records only */
 	uint64_t warm_after; /* delivery reports before this many acks do not count */
 	uint64_t seen;
 	char first_error[256];
@@ -595,21 +594,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		return;
 	}
 	ps->acked++;
-	ps->last_ack_ns = mono_ns();
 	ps->acked_bytes += m->len + m->key_len;
+	ps->last_ack_ns = mono_ns();
 	int64_t lat = rd_kafka_message_latency(m);
 	if (lat >= 0)
 		hist_record(&ps->ack, (uint64_t)lat);
 }
 
-/* With errors_only, librdkafka reports failures only (-m: a report per
- * record was a sixth of the client's CPU at two million records a second):
- * after a flush, every record sent that neither failed nor is still queued
- * was acknowledged, and the flush's end is when the last one was. */
+/* With -m librdkafka reports failures only (a report per record was a
+ * sixth of the client's CPU at two million records a second): after a
+ * flush, every record sent that neither failed nor is still queued was
+ * acknowledged, and the flush's end is when the last one was. */
 static void acked_from_flush(struct prod_state *ps, rd_kafka_t *rk, uint64_t sent, size_t record_bytes)
 {
-	if (!ps->errors_only)
-		return;
 	uint64_t left = (uint64_t)rd_kafka_outq_len(rk) + ps->failed;
 	ps->acked = sent > left ? sent - left : 0;
 	ps->acked_bytes = ps->acked * record_bytes;
@@ -635,7 +632,7 @@ static rd_kafka_t *producer_new(const struct opts *o, struct prod_state *ps, lon
 		snprintf(v, sizeof(v), "%ld", o->batch_bytes);
 		bad |= conf_set(conf, "batch.size", v);
 	}
-	if (ps->errors_only)
+	if (o->call_records > 0)
 		bad |= conf_set(conf, "delivery.report.only.error", "true");
 	if (bad) {
 		rd_kafka_conf_destroy(conf);
@@ -653,6 +650,44 @@ static void print_common(FILE *f, const struct opts *o, int partitions)
 	fprintf(f, ",\"partitions\":%d,\"record_bytes\":%ld", partitions, o->record_bytes);
 }
 
+/* One rd_kafka_produce_batch call's worth (-m): want records from the
+ * payload pool, all to partition part, so that librdkafka takes the
+ * partition's lock and the clock once per call instead of once per record.
+ * Records refused for a full queue are offered again after a poll; returns
+ * how many were taken (fewer than want after another error or a stop). */
+static size_t produce_call(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t part, rd_kafka_message_t *msgs,
+			   size_t want, const unsigned char *pool, uint64_t first, size_t record_bytes,
+			   struct prod_state *ps, uint64_t *queue_full)
+{
+	for (size_t i = 0; i < want; i++) {
+		memset(&msgs[i], 0, sizeof(msgs[i]));
+		msgs[i].payload = (void *)(pool + ((first + i) % LOAD_PAYLOAD_POOL) * record_bytes);
+		msgs[i].len = record_bytes;
+	}
+	size_t left = want;
+	while (left > 0 && !g_stop) {
+		/* Each refused record has its err set; they move to the front. */
+		rd_kafka_produce_batch(rkt, part, 0, msgs, (int)left);
+		size_t refused = 0;
+		for (size_t i = 0; i < left; i++) {
+			if (!msgs[i].err)
+				continue;
+			if (msgs[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL && !ps->first_error[0])
+				snprintf(ps->first_error, sizeof(ps->first_error), "produce: %s",
+					 rd_kafka_err2str(msgs[i].err));
+			msgs[refused] = msgs[i];
+			msgs[refused].err = 0;
+			refused++;
+		}
+		left = refused;
+		if (!left || ps->first_error[0])
+			break;
+		(*queue_full)++;
+		rd_kafka_poll(rk, 1);
+	}
+	return want - left;
+}
+
 static int run_produce(const struct opts *o)
 {
 	if (o->count == 0 && o->duration_s <= 0) {
@@ -661,7 +696,6 @@ static int run_produce(const struct opts *o)
 	}
 	static struct prod_state ps;
 	hist_init(&ps.ack);
-	ps.errors_only = o->call_records > 0;
 	rd_kafka_t *rk = producer_new(o, &ps, -1);
 	if (!rk)
 		return 2;
@@ -691,7 +725,7 @@ static int run_produce(const struct opts *o)
 		batch = calloc((size_t)o->call_records, sizeof(*batch));
 		rkt = rd_kafka_topic_new(rk, o->topic, NULL);
 		if (!batch || !rkt) {
-			snprintf(ps.first_error, sizeof(ps.first_error), "produce: no memory for a batch of %ld",
+			snprintf(ps.first_error, sizeof(ps.first_error), "produce: cannot set up calls of %ld records",
 				 o->call_records);
 			partitions = -1;
 		}
@@ -700,7 +734,8 @@ static int run_produce(const struct opts *o)
 		uint64_t now = mono_ns();
 		if (!warm && now >= warm_end) {
 			flush_bounded(rk, 30000);
-			acked_from_flush(&ps, rk, sent, n);
+			if (batch)
+				acked_from_flush(&ps, rk, sent, n);
 			warm = true;
 			t0 = mono_ns();
 			run_end = t0 + (uint64_t)(o->duration_s * 1e9);
@@ -718,49 +753,16 @@ static int run_produce(const struct opts *o)
 				sleep_until_ns(t0 + (uint64_t)((double)sent_measured * 1e9 / o->rate));
 		}
 		if (batch) {
-			/* A call's records go to one partition, the next call's to the
-			 * next: librdkafka takes the partition's lock and the clock
-			 * once per call instead of once per record. */
 			size_t want = (size_t)o->call_records;
 			if (warm && o->count > 0 && (uint64_t)o->count - sent_measured < want)
 				want = (size_t)((uint64_t)o->count - sent_measured);
-			for (size_t i = 0; i < want; i++) {
-				memset(&batch[i], 0, sizeof(batch[i]));
-				batch[i].payload = pool + ((sent + i) % LOAD_PAYLOAD_POOL) * n;
-				batch[i].len = n;
-			}
 			int32_t part = (int32_t)(calls++ % (uint64_t)partitions);
-			size_t left = want;
-			rd_kafka_message_t *todo = batch;
-			while (left > 0 && !g_stop) {
-				/* Each refused record has its err set; those refused for
-				 * a full queue are retried in order after a poll. */
-				rd_kafka_produce_batch(rkt, part, 0, todo, (int)left);
-				size_t kept = 0;
-				for (size_t i = 0; i < left; i++) {
-					if (!todo[i].err)
-						continue;
-					if (todo[i].err != RD_KAFKA_RESP_ERR__QUEUE_FULL && !ps.first_error[0])
-						snprintf(ps.first_error, sizeof(ps.first_error), "produce: %s",
-							 rd_kafka_err2str(todo[i].err));
-					todo[kept] = todo[i];
-					todo[kept].err = 0;
-					kept++;
-				}
-				if (kept && ps.first_error[0])
-					break;
-				if (kept) {
-					queue_full++;
-					rd_kafka_poll(rk, 1);
-				}
-				left = kept;
-			}
-			uint64_t done = want - left;
+			size_t done = produce_call(rk, rkt, part, batch, want, pool, sent, n, &ps, &queue_full);
 			sent += done;
 			if (warm)
 				sent_measured += done;
 			rd_kafka_poll(rk, 0);
-			if (left)
+			if (done < want)
 				break;
 			continue;
 		}
@@ -785,7 +787,8 @@ static int run_produce(const struct opts *o)
 	}
 	uint64_t t_send_end = mono_ns();
 	flush_bounded(rk, 60000);
-	acked_from_flush(&ps, rk, sent, n);
+	if (batch)
+		acked_from_flush(&ps, rk, sent, n);
 	uint64_t records = ps.acked - base_acked;
 	uint64_t bytes = ps.acked_bytes - base_bytes;
 	uint64_t failed = ps.failed - base_failed + (uint64_t)rd_kafka_outq_len(rk);
