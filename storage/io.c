@@ -51,6 +51,9 @@
  * system call before the op fails with that error instead of spinning the
  * loop forever. */
 #define IO_RETRY_MAX 100
+/* Writes up to this size (with no fsync) are performed on the loop thread
+ * when the kernel has none of this ring's operations: see io_flush. */
+#define IO_INLINE_MAX_DEFAULT (64 * 1024)
 
 struct io_op {
 	struct io_op *next; /* pending FIFO link (fallback: also the completed FIFO) */
@@ -84,17 +87,21 @@ struct tm_io {
 	struct io_op *pending_head;
 	struct io_op *pending_tail;
 	bool sync;                /* the fallback: no kernel ring */
-	struct io_op *done_head;  /* fallback: performed, callback not yet run */
+	unsigned in_kernel;       /* ops with SQEs handed to the kernel, CQEs not all reaped */
+	size_t inline_max;        /* see io_flush; 0: every op goes to the kernel */
+	struct io_op *done_head;  /* performed here, callback not yet run */
 	struct io_op *done_tail;
 	unsigned done_count;
 	io_fault_fn fault;
 	void *fault_arg;
 };
 
-static bool io_sync_forced(void)
+/* TIDEMARK_IO=sync forces the fallback; TIDEMARK_IO=uring sends every
+ * operation to the kernel, small writes too (io_set_inline_max(io, 0)). */
+static bool io_mode_is(const char *mode)
 {
 	const char *v = getenv("TIDEMARK_IO");
-	return v && strcmp(v, "sync") == 0;
+	return v && strcmp(v, mode) == 0;
 }
 
 /* The errors that mean "io_uring is not allowed or not there", as opposed to
@@ -169,7 +176,8 @@ int io_new(unsigned entries, struct tm_io **out)
 	if (!io)
 		return -ENOMEM;
 	int err = 0;
-	if (io_sync_forced()) {
+	io->inline_max = io_mode_is("uring") ? 0 : IO_INLINE_MAX_DEFAULT;
+	if (io_mode_is("sync")) {
 		io_warn_fallback("TIDEMARK_IO=sync");
 		io->sync = true;
 	} else {
@@ -252,6 +260,11 @@ void io_set_fault(struct tm_io *io, io_fault_fn fn, void *arg)
 {
 	io->fault = fn;
 	io->fault_arg = arg;
+}
+
+void io_set_inline_max(struct tm_io *io, size_t bytes)
+{
+	io->inline_max = bytes;
 }
 
 static void pending_push(struct tm_io *io, struct io_op *op)
@@ -425,8 +438,11 @@ static void handle_cqe(struct tm_io *io, uint64_t ud, int res)
 	else
 		op->data_res = res;
 	TM_ASSERT(op->pending > 0);
-	if (--op->pending == 0)
+	if (--op->pending == 0) {
+		TM_ASSERT(io->in_kernel > 0);
+		io->in_kernel--;
 		op_attempt_done(op);
+	}
 }
 
 /* ---- the synchronous fallback ------------------------------------------- */
@@ -519,39 +535,47 @@ static void sync_signal(struct tm_io *io)
 	(void)r; /* EAGAIN only when the counter is near overflow: still readable */
 }
 
+static struct io_op *pending_pop(struct tm_io *io)
+{
+	struct io_op *op = io->pending_head;
+	io->pending_head = op->next;
+	if (!io->pending_head)
+		io->pending_tail = NULL;
+	return op;
+}
+
+/* Performs the op here, now, and queues it for its callback. */
+static void perform_here(struct tm_io *io, struct io_op *op)
+{
+	sync_perform(op);
+	op->next = NULL;
+	if (io->done_tail)
+		io->done_tail->next = op;
+	else
+		io->done_head = op;
+	io->done_tail = op;
+	io->done_count++;
+}
+
 /* Performs every queued op in order and moves it to the completed FIFO. */
 static void sync_flush(struct tm_io *io)
 {
 	bool any = false;
 	while (io->pending_head) {
-		struct io_op *op = io->pending_head;
-		io->pending_head = op->next;
-		if (!io->pending_head)
-			io->pending_tail = NULL;
-		sync_perform(op);
-		op->next = NULL;
-		if (io->done_tail)
-			io->done_tail->next = op;
-		else
-			io->done_head = op;
-		io->done_tail = op;
-		io->done_count++;
+		perform_here(io, pending_pop(io));
 		any = true;
 	}
 	if (any)
 		sync_signal(io);
 }
 
-/* Runs the callbacks of the ops completed so far, each unlinked before its
- * callback so a callback may wait on the ring (io_wait re-enters here).  Ops
- * completed by flushes during the callbacks wait for the next call: the
+/* Runs the callbacks of the ops performed here so far, each unlinked before
+ * its callback so a callback may wait on the ring (io_wait re-enters here).
+ * Ops performed by flushes during the callbacks wait for the next call: the
  * loop returns to the event loop rather than chasing a callback that keeps
  * queueing work. */
-static void sync_process(struct tm_io *io)
+static void done_run(struct tm_io *io)
 {
-	uint64_t v;
-	ssize_t r = read(io->efd, &v, sizeof(v));
-	(void)r; /* EAGAIN when nothing was signalled: fine */
 	unsigned n = io->done_count;
 	while (n-- > 0 && io->done_head) {
 		struct io_op *op = io->done_head;
@@ -561,29 +585,65 @@ static void sync_process(struct tm_io *io)
 		io->done_count--;
 		op_complete(op, op->res);
 	}
+}
+
+static void sync_process(struct tm_io *io)
+{
+	uint64_t v;
+	ssize_t r = read(io->efd, &v, sizeof(v));
+	(void)r; /* EAGAIN when nothing was signalled: fine */
+	done_run(io);
 	sync_flush(io);
 	if (io->done_head)
 		sync_signal(io); /* left for the next wake-up: keep the eventfd readable */
 }
 
+/* Whether the op may be performed here instead of in the kernel: a NOP, or
+ * a write of at most inline_max bytes with no fsync. */
+static bool inline_ok(const struct tm_io *io, const struct io_op *op)
+{
+	if (io->inline_max == 0)
+		return false;
+	return op->kind == IO_OP_NOP ||
+	       (op->kind == IO_OP_WRITE && !op->want_fsync && op->remaining <= io->inline_max);
+}
+
+/* Hands the queued ops to the kernel in order, except at the head of the
+ * queue while the kernel has none of this ring's ops: there small writes
+ * and NOPs are performed here, on the calling thread.  ext4 cannot take a
+ * buffered write without blocking (IOCB_NOWAIT gives -EAGAIN), so io_uring
+ * passes every such write to a worker thread, and that hand-off (the
+ * worker's wake-up, then the eventfd's) costs more than copying a few KiB
+ * into the page cache.  Only while the kernel holds nothing: every op
+ * performed here then was started before every op in the kernel, and
+ * io_process_completions runs these first, so none is overtaken by an op
+ * started after it; and a loop that is busy writing (where a write may wait
+ * for writeback) keeps handing its writes to the kernel. */
 void io_flush(struct tm_io *io)
 {
 	if (io->sync) {
 		sync_flush(io);
 		return;
 	}
+	bool here = false;
 	while (io->pending_head) {
 		struct io_op *op = io->pending_head;
+		if (io->in_kernel == 0 && inline_ok(io, op)) {
+			perform_here(io, pending_pop(io));
+			here = true;
+			continue;
+		}
 		if (!op_prepare(op)) {
 			/* SQ full: hand what is prepared to the kernel, then retry */
 			int n = io_uring_submit(&io->ring);
 			if (n <= 0 || !op_prepare(op))
 				break;
 		}
-		io->pending_head = op->next;
-		if (!io->pending_head)
-			io->pending_tail = NULL;
+		pending_pop(io);
+		io->in_kernel++;
 	}
+	if (here)
+		sync_signal(io);
 	int n = io_uring_submit(&io->ring);
 	if (n < 0 && n != -EAGAIN && n != -EBUSY && n != -EINTR)
 		tm_error("storage", "io_uring_submit failed: %s", strerror(-n));
@@ -598,16 +658,22 @@ void io_process_completions(struct tm_io *io)
 	uint64_t v;
 	ssize_t r = read(io->efd, &v, sizeof(v));
 	(void)r; /* EAGAIN when nothing was signalled: fine */
+	/* Ops performed here precede every op in the kernel (io_flush), so
+	 * their callbacks run first, and no CQE is reaped while one of them
+	 * (performed by a flush from a callback) still waits for its own. */
+	done_run(io);
 	/* One CQE at a time, consumed before its callback runs: a callback may
 	 * wait on the ring itself (log_close, log_truncate_to call io_wait) and
 	 * must find the queue consistent. */
 	struct io_uring_cqe *cqe;
-	while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
+	while (!io->done_head && io_uring_peek_cqe(&io->ring, &cqe) == 0) {
 		uint64_t ud = io_uring_cqe_get_data64(cqe);
 		int res = cqe->res;
 		io_uring_cqe_seen(&io->ring, cqe);
 		handle_cqe(io, ud, res);
 	}
+	if (io->done_head)
+		sync_signal(io); /* left for the next wake-up: keep the eventfd readable */
 	io_flush(io);
 }
 
@@ -619,6 +685,11 @@ int io_wait(struct tm_io *io, int timeout_ms)
 	if (io->sync) {
 		/* every op in flight is now performed: nothing to block on */
 		sync_process(io);
+		return 0;
+	}
+	if (io->done_head) {
+		/* performed here: their callbacks are due, nothing to block on */
+		io_process_completions(io);
 		return 0;
 	}
 	struct io_uring_cqe *cqe;

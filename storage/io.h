@@ -18,7 +18,12 @@
  *     it covers the write; a short write cancels the linked fsync, which is
  *     then resubmitted after the rest of the write;
  *   - when the submission queue is full, operations wait in a FIFO in memory
- *     and go out on the next flush.
+ *     and go out on the next flush;
+ *   - while the kernel holds none of the ring's operations, the small writes
+ *     (up to 64 KiB, no fsync) and NOPs at the head of the queue are
+ *     performed by io_flush() itself with pwritev: on ext4 io_uring hands
+ *     every buffered write to a worker thread, and waking it costs more than
+ *     the copy (io_set_inline_max; TIDEMARK_IO=uring turns this off).
  * Callbacks run from io_process_completions() (or io_wait()), never from the
  * function that started the operation.
  *
@@ -74,6 +79,11 @@ unsigned io_inflight(const struct tm_io *io);
  * smaller byte count for a short write).  op is IO_OP_WRITE/READ/FSYNC. */
 typedef int (*io_fault_fn)(void *arg, int op, int res);
 void io_set_fault(struct tm_io *io, io_fault_fn fn, void *arg);
+
+/* The largest write io_flush() performs itself while the kernel holds none
+ * of the ring's operations (64 KiB unless TIDEMARK_IO=uring); 0 sends every
+ * operation to the kernel. */
+void io_set_inline_max(struct tm_io *io, size_t bytes);
 
 /* res: total bytes transferred, or -errno. */
 typedef void (*io_done_fn)(void *arg, int64_t res);

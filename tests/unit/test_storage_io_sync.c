@@ -13,6 +13,12 @@
  * operations were started; short transfers are completed; a write's fsync
  * runs after all of the write and before the callback; the fault hook sees
  * every result; io_inflight() counts an op until its callback.
+ *
+ * The "inline" cases run on io_uring itself (they unset TIDEMARK_IO in their
+ * own forked process): the small writes and NOPs io_flush performs on the
+ * calling thread while the kernel holds none of the ring's operations must
+ * keep the same contract, in order with the operations that do go to the
+ * kernel.
  */
 #include "tests/unit/test_storage_common.h"
 
@@ -733,6 +739,208 @@ START_TEST(test_sync_log_truncate_from_another_logs_callback)
 }
 END_TEST
 
+/* ---- io_uring with small writes performed by io_flush ---------------- */
+
+static bool i_setup(struct rctx *r)
+{
+	unsetenv("TIDEMARK_IO"); /* this forked test only */
+	memset(r, 0, sizeof(*r));
+	tm_log_min_level = TM_LOG_ERROR;
+	sth_tmpdir(r->root, sizeof(r->root));
+	snprintf(r->path, sizeof(r->path), "%s/data", r->root);
+	r->fd = open(r->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ck_assert_int_ge(r->fd, 0);
+	ck_assert_int_eq(io_new(64, &r->io), 0);
+	if (!io_is_uring(r->io)) {
+		fprintf(stderr, "io_uring unavailable here: inline case skipped\n");
+		r_teardown(r);
+		return false;
+	}
+	return true;
+}
+
+static off_t file_size(int fd)
+{
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return st.st_size;
+}
+
+START_TEST(test_inline_small_write_is_performed_by_flush)
+{
+	struct rctx r;
+	if (!i_setup(&r))
+		return;
+	uint8_t buf[100], back[100];
+	fill_pattern(buf, sizeof(buf), 7);
+	struct iovec iov = { buf, sizeof(buf) };
+	struct done w = { 0 };
+	ck_assert_int_eq(io_writev(r.io, r.fd, &iov, 1, 0, false, done_cb, &w), 0);
+	ck_assert_int_eq(file_size(r.fd), 0);
+	io_flush(r.io);
+	/* written by the flush itself; the callback still waits for the loop */
+	ck_assert_int_eq(file_size(r.fd), 100);
+	ck_assert(!w.ran);
+	ck_assert_uint_eq(io_inflight(r.io), 1);
+	ck_assert_msg(efd_readable(r.io), "the eventfd must wake the loop after a flush");
+	io_process_completions(r.io);
+	ck_assert(w.ran);
+	ck_assert_int_eq(w.res, 100);
+	ck_assert_uint_eq(io_inflight(r.io), 0);
+	ck_assert_int_eq(pread(r.fd, back, sizeof(back), 0), 100);
+	ck_assert(memcmp(back, buf, sizeof(buf)) == 0);
+	/* io_wait does not block on a CQE that will never come */
+	struct done n = { 0 };
+	ck_assert_int_eq(io_nop(r.io, 5, done_cb, &n), 0);
+	ck_assert_int_eq(io_wait(r.io, 10000), 0);
+	ck_assert(n.ran);
+	ck_assert_int_eq(n.res, 5);
+	r_teardown(&r);
+}
+END_TEST
+
+/* Small writes, a large one, a write with fsync, a read and NOPs in one
+ * flush.  The kernel completes its ops in any order (a NOP before the large
+ * write started ahead of it), so the ring promises no order among them; the
+ * ops the flush performed itself, at the head of the queue, run first and in
+ * order, and every op completes once with its result. */
+START_TEST(test_inline_ops_run_before_the_kernels)
+{
+	struct rctx r;
+	if (!i_setup(&r))
+		return;
+	struct trace tr = { 0 };
+	static uint8_t big[256 * 1024], small[512], rb[512];
+	fill_pattern(big, sizeof(big), 8);
+	fill_pattern(small, sizeof(small), 9);
+	struct iovec bi = { big, sizeof(big) }, si = { small, sizeof(small) };
+	const char tags[] = "abcdefghij";
+	struct done d[10];
+	for (int i = 0; i < 10; i++)
+		d[i] = (struct done){ .trace = &tr, .tag = tags[i] };
+	int64_t off = 0;
+	ck_assert_int_eq(io_writev(r.io, r.fd, &si, 1, off, false, done_cb, &d[0]), 0);
+	off += (int64_t)sizeof(small);
+	ck_assert_int_eq(io_nop(r.io, 1, done_cb, &d[1]), 0);
+	ck_assert_int_eq(io_writev(r.io, r.fd, &bi, 1, off, false, done_cb, &d[2]), 0);
+	off += (int64_t)sizeof(big);
+	ck_assert_int_eq(io_writev(r.io, r.fd, &si, 1, off, false, done_cb, &d[3]), 0);
+	off += (int64_t)sizeof(small);
+	ck_assert_int_eq(io_nop(r.io, 4, done_cb, &d[4]), 0);
+	ck_assert_int_eq(io_writev(r.io, r.fd, &si, 1, off, true, done_cb, &d[5]), 0);
+	off += (int64_t)sizeof(small);
+	/* the kernel may run a read beside the writes before it: read what
+	 * the flush has already written */
+	ck_assert_int_eq(io_read(r.io, r.fd, rb, sizeof(rb), 0, done_cb, &d[6]), 0);
+	io_flush(r.io);
+	/* a flush from inside the loop's turn: more small writes, behind the kernel's */
+	ck_assert_int_eq(io_writev(r.io, r.fd, &si, 1, off, false, done_cb, &d[7]), 0);
+	off += (int64_t)sizeof(small);
+	ck_assert_int_eq(io_nop(r.io, 8, done_cb, &d[8]), 0);
+	ck_assert_int_eq(io_writev(r.io, r.fd, &si, 1, off, false, done_cb, &d[9]), 0);
+	off += (int64_t)sizeof(small);
+	r_drain(&r);
+	ck_assert_int_eq(tr.n, 10);
+	ck_assert_msg(strncmp(tr.ev, "ab", 2) == 0, "trace %s", tr.ev);
+	for (int i = 0; i < 10; i++)
+		ck_assert_msg(strchr(tr.ev, tags[i]), "%c missing from %s", tags[i], tr.ev);
+	ck_assert_int_eq(d[1].res, 1);
+	ck_assert_int_eq(d[4].res, 4);
+	ck_assert_int_eq(d[8].res, 8);
+	ck_assert_int_eq(d[2].res, (int64_t)sizeof(big));
+	ck_assert_int_eq(d[5].res, (int64_t)sizeof(small));
+	ck_assert_int_eq(d[6].res, (int64_t)sizeof(small));
+	ck_assert(memcmp(rb, small, sizeof(small)) == 0);
+	ck_assert_int_eq(file_size(r.fd), off);
+	/* the ring idle again: the next small write is the flush's own */
+	struct done e = { 0 };
+	ck_assert_int_eq(io_writev(r.io, r.fd, &si, 1, off, false, done_cb, &e), 0);
+	io_flush(r.io);
+	ck_assert_int_eq(file_size(r.fd), off + (int64_t)sizeof(small));
+	r_drain(&r);
+	ck_assert(e.ran);
+	r_teardown(&r);
+}
+END_TEST
+
+/* A callback of a write performed by the flush starts a small write and a
+ * large one and flushes: the small one, performed by the first flush, is
+ * not overtaken by the large one the kernel completes meanwhile. */
+struct starter {
+	struct rctx *r;
+	struct trace *trace;
+	struct done small, big;
+	struct iovec si, bi;
+};
+
+static void starter_cb(void *arg, int64_t res)
+{
+	struct starter *x = arg;
+	ck_assert_int_gt(res, 0);
+	trace_add(x->trace, 'S');
+	x->small = (struct done){ .trace = x->trace, .tag = 's' };
+	x->big = (struct done){ .trace = x->trace, .tag = 'b' };
+	ck_assert_int_eq(io_writev(x->r->io, x->r->fd, &x->si, 1, 0, false, done_cb, &x->small), 0);
+	io_flush(x->r->io);
+	ck_assert_int_eq(io_writev(x->r->io, x->r->fd, &x->bi, 1, 4096, false, done_cb, &x->big), 0);
+	io_flush(x->r->io);
+}
+
+START_TEST(test_inline_write_from_a_callback_keeps_its_place)
+{
+	struct rctx r;
+	if (!i_setup(&r))
+		return;
+	struct trace tr = { 0 };
+	static uint8_t big[1024 * 1024], small[64];
+	struct starter x = { .r = &r, .trace = &tr, .si = { small, sizeof(small) },
+			     .bi = { big, sizeof(big) } };
+	ck_assert_int_eq(io_writev(r.io, r.fd, &x.si, 1, 0, false, starter_cb, &x), 0);
+	for (int i = 0; i < 200 && io_inflight(r.io) > 0; i++) {
+		io_process_completions(r.io);
+		io_flush(r.io);
+		usleep(1000); /* the large write completes in the kernel meanwhile */
+	}
+	r_drain(&r);
+	ck_assert_str_eq(tr.ev, "Ssb");
+	ck_assert_int_eq(x.big.res, (int64_t)sizeof(big));
+	r_teardown(&r);
+}
+END_TEST
+
+/* Short and failed writes performed by the flush: completed, or the errno
+ * reaches the callback, and the fault hook sees every result. */
+START_TEST(test_inline_short_and_failed_writes)
+{
+	struct rctx r;
+	if (!i_setup(&r))
+		return;
+	uint8_t buf[4000], back[4000];
+	fill_pattern(buf, sizeof(buf), 10);
+	struct iovec iov = { buf, sizeof(buf) };
+	struct fault f = { .count = -1, .halve = true };
+	io_set_fault(r.io, fault_fn, &f);
+	struct done a = { 0 };
+	ck_assert_int_eq(io_writev(r.io, r.fd, &iov, 1, 0, false, done_cb, &a), 0);
+	io_flush(r.io);
+	ck_assert_int_eq(file_size(r.fd), 4000); /* every half, by the flush */
+	r_drain(&r);
+	ck_assert_int_eq(a.res, 4000);
+	ck_assert_int_gt(f.hits, 5);
+	ck_assert_int_eq(pread(r.fd, back, sizeof(back), 0), 4000);
+	ck_assert(memcmp(back, buf, sizeof(buf)) == 0);
+	f = (struct fault){ .op = IO_OP_WRITE, .res = -ENOSPC, .count = 1 };
+	struct done b = { 0 }, c = { 0 };
+	ck_assert_int_eq(io_writev(r.io, r.fd, &iov, 1, 4000, false, done_cb, &b), 0);
+	ck_assert_int_eq(io_writev(r.io, r.fd, &iov, 1, 8000, false, done_cb, &c), 0);
+	r_drain(&r);
+	ck_assert_int_eq(b.res, -ENOSPC);
+	ck_assert_int_eq(c.res, 4000);
+	io_set_fault(r.io, NULL, NULL);
+	r_teardown(&r);
+}
+END_TEST
+
 int main(void)
 {
 	/* before any ring exists; Check's forked test processes inherit it */
@@ -765,6 +973,13 @@ int main(void)
 	tcase_add_test(tl, test_sync_log_write_error_takes_log_offline);
 	tcase_add_test(tl, test_sync_log_truncate_from_another_logs_callback);
 	suite_add_tcase(s, tl);
+	TCase *ti = tcase_create("inline");
+	tcase_set_timeout(ti, 60);
+	tcase_add_test(ti, test_inline_small_write_is_performed_by_flush);
+	tcase_add_test(ti, test_inline_ops_run_before_the_kernels);
+	tcase_add_test(ti, test_inline_write_from_a_callback_keeps_its_place);
+	tcase_add_test(ti, test_inline_short_and_failed_writes);
+	suite_add_tcase(s, ti);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
