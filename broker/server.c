@@ -267,10 +267,27 @@ static int conn_add_body_with_holes(struct tm_conn *c, struct evbuffer *out, str
 	return conn_out_copy(c, out, body->buf + at, body->len - at);
 }
 
+/* Has libevent write the output once this loop turn's callbacks are done
+ * (plaintext: the socket bufferevent's write callback), rather than first
+ * asking epoll whether the socket is writable.  That would cost two
+ * epoll_ctl calls (EPOLLOUT on, then off once the output is empty) and one
+ * more turn of the loop per response.  The event is added as well as made
+ * active: if the socket takes everything, libevent's removal of the event
+ * cancels the addition before either reaches epoll; if not, the event stays
+ * added and epoll says when to go on. */
+static void conn_write_soon(struct tm_conn *c)
+{
+	if (conn_is_tls(c) || !(bufferevent_get_enabled(c->bev) & EV_WRITE))
+		return;
+	event_add(&c->bev->ev_write, NULL);
+	event_active(&c->bev->ev_write, EV_WRITE, 1);
+}
+
 /* Writes the done prefix of the queue. */
 static void conn_flush_queue(struct tm_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t out_before = evbuffer_get_length(out);
 	while (c->head && c->head->done) {
 		struct tm_req *r = c->head;
 		c->head = r->next;
@@ -307,6 +324,8 @@ static void conn_flush_queue(struct tm_conn *c)
 		}
 		req_free(r);
 	}
+	if (evbuffer_get_length(out) > out_before)
+		conn_write_soon(c);
 }
 
 /* True when the input holds a whole frame (or a length the read callback
