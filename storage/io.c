@@ -267,14 +267,19 @@ void io_set_inline_max(struct tm_io *io, size_t bytes)
 	io->inline_max = bytes;
 }
 
-static void pending_push(struct tm_io *io, struct io_op *op)
+static void fifo_push(struct io_op **head, struct io_op **tail, struct io_op *op)
 {
 	op->next = NULL;
-	if (io->pending_tail)
-		io->pending_tail->next = op;
+	if (*tail)
+		(*tail)->next = op;
 	else
-		io->pending_head = op;
-	io->pending_tail = op;
+		*head = op;
+	*tail = op;
+}
+
+static void pending_push(struct tm_io *io, struct io_op *op)
+{
+	fifo_push(&io->pending_head, &io->pending_tail, op);
 }
 
 static void op_complete(struct io_op *op, int64_t res)
@@ -548,12 +553,7 @@ static struct io_op *pending_pop(struct tm_io *io)
 static void perform_here(struct tm_io *io, struct io_op *op)
 {
 	sync_perform(op);
-	op->next = NULL;
-	if (io->done_tail)
-		io->done_tail->next = op;
-	else
-		io->done_head = op;
-	io->done_tail = op;
+	fifo_push(&io->done_head, &io->done_tail, op);
 	io->done_count++;
 }
 
