@@ -245,13 +245,24 @@ int node_format(const struct tm_config *cfg, const char *cluster_id)
 	return rc;
 }
 
+/* EV_READ: the eventfd (the kernel's completions, or the fallback's);
+ * EV_TIMEOUT: activated by io_notify for writes io_flush performed itself,
+ * with nothing to read from the eventfd. */
 static void io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct tm_broker *b = arg;
 	(void)fd;
-	(void)what;
-	io_process_completions(b->io);
+	if (what & EV_READ)
+		io_process_completions(b->io);
+	else
+		io_process_due(b->io);
 	broker_kick_io(b);
+}
+
+static void io_notify(void *arg)
+{
+	struct tm_broker *b = arg;
+	event_active(b->io_ev, EV_TIMEOUT, 1);
 }
 
 static void node_register_done(void *arg, int err, struct tm_rd *body)
@@ -525,6 +536,8 @@ int node_run(const struct tm_config *cfg)
 	tm_info("node", "storage I/O: %s", io_is_uring(b->io) ? "io_uring" : "synchronous fallback (io_uring unavailable)");
 	b->io_ev = event_new(b->base, io_event_fd(b->io), EV_READ | EV_PERSIST, io_cb, b);
 	event_add(b->io_ev, NULL);
+	if (b->io_ev)
+		io_set_notify(b->io, io_notify, b);
 
 	b->registered_epoch = -1;
 	rc = controller_start(b);
@@ -581,8 +594,10 @@ err_controller:
 err_io:
 	if (b->dns)
 		evdns_base_free(b->dns, 1);
-	if (b->io_ev)
+	if (b->io_ev) {
+		io_set_notify(b->io, NULL, NULL); /* io_free's waits use the eventfd */
 		event_free(b->io_ev);
+	}
 	io_free(b->io);
 err_base:
 	event_base_free(b->base);

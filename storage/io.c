@@ -94,6 +94,8 @@ struct tm_io {
 	unsigned done_count;
 	io_fault_fn fault;
 	void *fault_arg;
+	io_notify_fn notify; /* ring: ops performed here are due (else the eventfd) */
+	void *notify_arg;
 };
 
 /* TIDEMARK_IO=sync forces the fallback; TIDEMARK_IO=uring sends every
@@ -265,6 +267,12 @@ void io_set_fault(struct tm_io *io, io_fault_fn fn, void *arg)
 void io_set_inline_max(struct tm_io *io, size_t bytes)
 {
 	io->inline_max = bytes;
+}
+
+void io_set_notify(struct tm_io *io, io_notify_fn fn, void *arg)
+{
+	io->notify = fn;
+	io->notify_arg = arg;
 }
 
 static void fifo_push(struct io_op **head, struct io_op **tail, struct io_op *op)
@@ -540,6 +548,16 @@ static void sync_signal(struct tm_io *io)
 	(void)r; /* EAGAIN only when the counter is near overflow: still readable */
 }
 
+/* Ring: callbacks of ops performed here are due; the notify hook, if set,
+ * saves the eventfd's write now and its read in io_process_completions. */
+static void here_signal(struct tm_io *io)
+{
+	if (io->notify)
+		io->notify(io->notify_arg);
+	else
+		sync_signal(io);
+}
+
 static struct io_op *pending_pop(struct tm_io *io)
 {
 	struct io_op *op = io->pending_head;
@@ -643,7 +661,7 @@ void io_flush(struct tm_io *io)
 		io->in_kernel++;
 	}
 	if (here)
-		sync_signal(io);
+		here_signal(io);
 	int n = io_uring_submit(&io->ring);
 	if (n < 0 && n != -EAGAIN && n != -EBUSY && n != -EINTR)
 		tm_error("storage", "io_uring_submit failed: %s", strerror(-n));
@@ -658,6 +676,15 @@ void io_process_completions(struct tm_io *io)
 	uint64_t v;
 	ssize_t r = read(io->efd, &v, sizeof(v));
 	(void)r; /* EAGAIN when nothing was signalled: fine */
+	io_process_due(io);
+}
+
+void io_process_due(struct tm_io *io)
+{
+	if (io->sync) {
+		sync_process(io);
+		return;
+	}
 	/* Ops performed here precede every op in the kernel (io_flush), so
 	 * their callbacks run first, and no CQE is reaped while one of them
 	 * (performed by a flush from a callback) still waits for its own. */
@@ -673,7 +700,7 @@ void io_process_completions(struct tm_io *io)
 		handle_cqe(io, ud, res);
 	}
 	if (io->done_head)
-		sync_signal(io); /* left for the next wake-up: keep the eventfd readable */
+		here_signal(io); /* left for the next wake-up */
 	io_flush(io);
 }
 

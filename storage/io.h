@@ -64,6 +64,10 @@ int io_event_fd(const struct tm_io *io);
 bool io_is_uring(const struct tm_io *io);
 /* Drains the eventfd and every CQE, runs callbacks, submits queued SQEs. */
 void io_process_completions(struct tm_io *io);
+/* io_process_completions without reading the eventfd: for a wake-up that
+ * came from the notify hook, not from the eventfd (if the kernel signalled
+ * it meanwhile, it stays readable and the next wake-up reads it). */
+void io_process_due(struct tm_io *io);
 /* Submits pending SQEs (one io_uring_submit). */
 void io_flush(struct tm_io *io);
 /* Submits, blocks until at least one completion arrives or timeout_ms passes,
@@ -84,6 +88,13 @@ void io_set_fault(struct tm_io *io, io_fault_fn fn, void *arg);
  * of the ring's operations (64 KiB unless TIDEMARK_IO=uring); 0 sends every
  * operation to the kernel. */
 void io_set_inline_max(struct tm_io *io, size_t bytes);
+
+/* Called, on io_uring, when io_flush() has performed operations itself and
+ * their callbacks are due, instead of writing the eventfd: the caller runs
+ * io_process_due() soon (the broker activates its eventfd event by hand),
+ * which saves the eventfd's write and read.  NULL: the eventfd. */
+typedef void (*io_notify_fn)(void *arg);
+void io_set_notify(struct tm_io *io, io_notify_fn fn, void *arg);
 
 /* res: total bytes transferred, or -errno. */
 typedef void (*io_done_fn)(void *arg, int64_t res);
