@@ -522,7 +522,17 @@ int node_run(const struct tm_config *cfg)
 		rc = lock_fd;
 		goto err_free;
 	}
-	b->base = event_base_new();
+	/* epoll's change list: the adds and removals of one loop turn reach
+	 * epoll_ctl once, at the next epoll_wait, and an addition removed in
+	 * the same turn never does (a response written in the turn that queued
+	 * it, server.c conn_write_soon).  libevent's caveat, fds shared through
+	 * dup(), does not apply: the broker never dups a descriptor. */
+	struct event_config *evcfg = event_config_new();
+	if (evcfg) {
+		event_config_set_flag(evcfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		b->base = event_base_new_with_config(evcfg);
+		event_config_free(evcfg);
+	}
 	if (!b->base) {
 		rc = -ENOMEM;
 		goto err_unlock;
