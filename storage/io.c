@@ -285,6 +285,15 @@ static void fifo_push(struct io_op **head, struct io_op **tail, struct io_op *op
 	*tail = op;
 }
 
+static struct io_op *fifo_pop(struct io_op **head, struct io_op **tail)
+{
+	struct io_op *op = *head;
+	*head = op->next;
+	if (!*head)
+		*tail = NULL;
+	return op;
+}
+
 static void pending_push(struct tm_io *io, struct io_op *op)
 {
 	fifo_push(&io->pending_head, &io->pending_tail, op);
@@ -560,11 +569,7 @@ static void here_signal(struct tm_io *io)
 
 static struct io_op *pending_pop(struct tm_io *io)
 {
-	struct io_op *op = io->pending_head;
-	io->pending_head = op->next;
-	if (!io->pending_head)
-		io->pending_tail = NULL;
-	return op;
+	return fifo_pop(&io->pending_head, &io->pending_tail);
 }
 
 /* Performs the op here, now, and queues it for its callback. */
@@ -596,10 +601,7 @@ static void done_run(struct tm_io *io)
 {
 	unsigned n = io->done_count;
 	while (n-- > 0 && io->done_head) {
-		struct io_op *op = io->done_head;
-		io->done_head = op->next;
-		if (!io->done_head)
-			io->done_tail = NULL;
+		struct io_op *op = fifo_pop(&io->done_head, &io->done_tail);
 		io->done_count--;
 		op_complete(op, op->res);
 	}

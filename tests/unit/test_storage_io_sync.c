@@ -38,7 +38,8 @@ struct rctx {
 	struct tm_io *io;
 };
 
-static void r_setup(struct rctx *r)
+/* A temporary file and a ring of whichever kind TIDEMARK_IO selects. */
+static void r_open(struct rctx *r)
 {
 	memset(r, 0, sizeof(*r));
 	tm_log_min_level = TM_LOG_ERROR;
@@ -47,6 +48,11 @@ static void r_setup(struct rctx *r)
 	r->fd = open(r->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	ck_assert_int_ge(r->fd, 0);
 	ck_assert_int_eq(io_new(64, &r->io), 0);
+}
+
+static void r_setup(struct rctx *r)
+{
+	r_open(r);
 	ck_assert_msg(!io_is_uring(r->io), "TIDEMARK_IO=sync must select the fallback");
 }
 
@@ -744,13 +750,7 @@ END_TEST
 static bool i_setup(struct rctx *r)
 {
 	unsetenv("TIDEMARK_IO"); /* this forked test only */
-	memset(r, 0, sizeof(*r));
-	tm_log_min_level = TM_LOG_ERROR;
-	sth_tmpdir(r->root, sizeof(r->root));
-	snprintf(r->path, sizeof(r->path), "%s/data", r->root);
-	r->fd = open(r->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	ck_assert_int_ge(r->fd, 0);
-	ck_assert_int_eq(io_new(64, &r->io), 0);
+	r_open(r);
 	if (!io_is_uring(r->io)) {
 		fprintf(stderr, "io_uring unavailable here: inline case skipped\n");
 		r_teardown(r);
@@ -766,12 +766,22 @@ static off_t file_size(int fd)
 	return st.st_size;
 }
 
+/* The file holds exactly `want` at `off`. */
+static void assert_file_holds(int fd, const uint8_t *want, size_t len, off_t off)
+{
+	uint8_t *back = malloc(len);
+	ck_assert_ptr_nonnull(back);
+	ck_assert_int_eq(pread(fd, back, len, off), (ssize_t)len);
+	ck_assert(memcmp(back, want, len) == 0);
+	free(back);
+}
+
 START_TEST(test_inline_small_write_is_performed_by_flush)
 {
 	struct rctx r;
 	if (!i_setup(&r))
 		return;
-	uint8_t buf[100], back[100];
+	uint8_t buf[100];
 	fill_pattern(buf, sizeof(buf), 7);
 	struct iovec iov = { buf, sizeof(buf) };
 	struct done w = { 0 };
@@ -787,8 +797,7 @@ START_TEST(test_inline_small_write_is_performed_by_flush)
 	ck_assert(w.ran);
 	ck_assert_int_eq(w.res, 100);
 	ck_assert_uint_eq(io_inflight(r.io), 0);
-	ck_assert_int_eq(pread(r.fd, back, sizeof(back), 0), 100);
-	ck_assert(memcmp(back, buf, sizeof(buf)) == 0);
+	assert_file_holds(r.fd, buf, sizeof(buf), 0);
 	/* io_wait does not block on a CQE that will never come */
 	struct done n = { 0 };
 	ck_assert_int_eq(io_nop(r.io, 5, done_cb, &n), 0);
@@ -908,6 +917,52 @@ START_TEST(test_inline_write_from_a_callback_keeps_its_place)
 }
 END_TEST
 
+/* With a notify hook the flush calls it instead of writing the eventfd,
+ * and io_process_due runs the callbacks without reading the eventfd. */
+static void count_notify(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+START_TEST(test_inline_notify_hook_replaces_the_eventfd)
+{
+	struct rctx r;
+	if (!i_setup(&r))
+		return;
+	int notified = 0;
+	io_set_notify(r.io, count_notify, &notified);
+	uint8_t buf[300];
+	fill_pattern(buf, sizeof(buf), 11);
+	struct iovec iov = { buf, sizeof(buf) };
+	struct done w = { 0 };
+	ck_assert_int_eq(io_writev(r.io, r.fd, &iov, 1, 0, false, done_cb, &w), 0);
+	io_flush(r.io);
+	ck_assert_int_eq(notified, 1);
+	ck_assert_msg(!efd_readable(r.io), "the hook replaces the eventfd's write");
+	ck_assert(!w.ran);
+	io_process_due(r.io);
+	ck_assert(w.ran);
+	ck_assert_int_eq(w.res, 300);
+	assert_file_holds(r.fd, buf, sizeof(buf), 0);
+	/* the kernel's own completions still come through the eventfd */
+	static uint8_t big[256 * 1024];
+	struct iovec bi = { big, sizeof(big) };
+	struct done b = { 0 };
+	ck_assert_int_eq(io_writev(r.io, r.fd, &bi, 1, 300, true, done_cb, &b), 0);
+	io_flush(r.io);
+	ck_assert_int_eq(notified, 1);
+	for (int i = 0; i < 100 && !b.ran; i++) { /* the write's CQE, then its fsync's */
+		struct pollfd p = { .fd = io_event_fd(r.io), .events = POLLIN };
+		ck_assert_int_eq(poll(&p, 1, 10000), 1);
+		io_process_completions(r.io);
+	}
+	ck_assert(b.ran);
+	ck_assert_int_eq(b.res, (int64_t)sizeof(big));
+	io_set_notify(r.io, NULL, NULL);
+	r_teardown(&r);
+}
+END_TEST
+
 /* Short and failed writes performed by the flush: completed, or the errno
  * reaches the callback, and the fault hook sees every result. */
 START_TEST(test_inline_short_and_failed_writes)
@@ -915,7 +970,7 @@ START_TEST(test_inline_short_and_failed_writes)
 	struct rctx r;
 	if (!i_setup(&r))
 		return;
-	uint8_t buf[4000], back[4000];
+	uint8_t buf[4000];
 	fill_pattern(buf, sizeof(buf), 10);
 	struct iovec iov = { buf, sizeof(buf) };
 	struct fault f = { .count = -1, .halve = true };
@@ -927,8 +982,7 @@ START_TEST(test_inline_short_and_failed_writes)
 	r_drain(&r);
 	ck_assert_int_eq(a.res, 4000);
 	ck_assert_int_gt(f.hits, 5);
-	ck_assert_int_eq(pread(r.fd, back, sizeof(back), 0), 4000);
-	ck_assert(memcmp(back, buf, sizeof(buf)) == 0);
+	assert_file_holds(r.fd, buf, sizeof(buf), 0);
 	f = (struct fault){ .op = IO_OP_WRITE, .res = -ENOSPC, .count = 1 };
 	struct done b = { 0 }, c = { 0 };
 	ck_assert_int_eq(io_writev(r.io, r.fd, &iov, 1, 4000, false, done_cb, &b), 0);
@@ -979,6 +1033,7 @@ int main(void)
 	tcase_add_test(ti, test_inline_ops_run_before_the_kernels);
 	tcase_add_test(ti, test_inline_write_from_a_callback_keeps_its_place);
 	tcase_add_test(ti, test_inline_short_and_failed_writes);
+	tcase_add_test(ti, test_inline_notify_hook_replaces_the_eventfd);
 	suite_add_tcase(s, ti);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
