@@ -69,54 +69,119 @@ static int batch_bounds(const uint8_t *p, size_t left, size_t *total)
 	return 0;
 }
 
-static int rd_varbytes(struct tm_rd *r, struct kbytes *out)
+/*
+ * The record walk below runs once per record of every produce request, so
+ * it decodes on raw pointers with the varint loop inlined, instead of going
+ * through the tm_rd cursor one byte at a time.  The values are exactly
+ * rd_uvarint's and rd_uvarlong's: a 32-bit varint keeps the low 32 bits of
+ * its (at most 5) groups, a 64-bit one takes at most 10 groups, and a
+ * longer or unterminated varint fails.
+ */
+static inline bool get_uvar(const uint8_t **pp, const uint8_t *end, int max_groups, uint64_t *out)
 {
-	int32_t n = rd_varint(r);
-	if (r->err || n < -1)
-		return -EBADMSG;
+	const uint8_t *p = *pp;
+	if (p < end && !(*p & 0x80)) { /* one byte: almost every length and delta */
+		*out = *p;
+		*pp = p + 1;
+		return true;
+	}
+	uint64_t v = 0;
+	for (int i = 0; i < max_groups && p < end; i++) {
+		uint8_t b = *p++;
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (!(b & 0x80)) {
+			*out = v;
+			*pp = p;
+			return true;
+		}
+	}
+	return false;
+}
+
+static inline bool get_varint(const uint8_t **pp, const uint8_t *end, int32_t *out)
+{
+	uint64_t v;
+	if (!get_uvar(pp, end, 5, &v))
+		return false;
+	uint32_t u = (uint32_t)v;
+	*out = (int32_t)((u >> 1) ^ (~(u & 1) + 1));
+	return true;
+}
+
+static inline bool get_varlong(const uint8_t **pp, const uint8_t *end, int64_t *out)
+{
+	uint64_t u;
+	if (!get_uvar(pp, end, 10, &u))
+		return false;
+	*out = (int64_t)((u >> 1) ^ (~(u & 1) + 1));
+	return true;
+}
+
+/* A length-prefixed byte string (-1: null). */
+static inline bool get_varbytes(const uint8_t **pp, const uint8_t *end, struct kbytes *out)
+{
+	int32_t n;
+	if (!get_varint(pp, end, &n) || n < -1)
+		return false;
 	if (n == -1) {
 		*out = kbytes_null();
-		return 0;
+		return true;
 	}
-	const uint8_t *p = rd_take(r, (size_t)n);
-	if (!p)
+	if ((size_t)n > (size_t)(end - *pp))
+		return false;
+	*out = kbytes_make(*pp, (size_t)n);
+	*pp += n;
+	return true;
+}
+
+static int rd_varbytes(struct tm_rd *r, struct kbytes *out)
+{
+	const uint8_t *p = r->buf + r->pos;
+	if (r->err || !get_varbytes(&p, r->buf + r->len, out)) {
+		rd_fail(r);
 		return -EBADMSG;
-	*out = kbytes_make(p, (size_t)n);
+	}
+	r->pos = (size_t)(p - r->buf);
 	return 0;
 }
 
-/* Parses one record from r (the batch's record area) into out. */
+/* Parses one record from r (the batch's record area) into out; on a
+ * malformed record fails r and returns -EBADMSG. */
 static int record_parse(struct tm_rd *r, const struct tm_batch_hdr *h, struct records_record *out)
 {
-	int32_t len = rd_varint(r);
-	if (r->err || len < 0)
+	if (r->err)
 		return -EBADMSG;
-	const uint8_t *p = rd_take(r, (size_t)len);
-	if (!p)
-		return -EBADMSG;
-	struct tm_rd q;
-	rd_init(&q, p, (size_t)len);
-	(void)rd_i8(&q); /* record attributes: unused by Kafka */
-	int64_t ts_delta = rd_varlong(&q);
-	int32_t off_delta = rd_varint(&q);
-	if (q.err || rd_varbytes(&q, &out->key) || rd_varbytes(&q, &out->value))
-		return -EBADMSG;
-	int32_t nh = rd_varint(&q);
-	if (q.err || nh < 0)
-		return -EBADMSG;
-	size_t hstart = q.pos;
+	const uint8_t *p = r->buf + r->pos, *end = r->buf + r->len;
+	int32_t len;
+	if (!get_varint(&p, end, &len) || len < 0 || (size_t)len > (size_t)(end - p))
+		goto bad;
+	const uint8_t *rend = p + len;
+	int64_t ts_delta;
+	int32_t off_delta, nh;
+	if (p == rend) /* record attributes: unused by Kafka */
+		goto bad;
+	p++;
+	if (!get_varlong(&p, rend, &ts_delta) || !get_varint(&p, rend, &off_delta) ||
+	    !get_varbytes(&p, rend, &out->key) || !get_varbytes(&p, rend, &out->value) ||
+	    !get_varint(&p, rend, &nh) || nh < 0)
+		goto bad;
+	const uint8_t *hstart = p;
 	for (int32_t i = 0; i < nh; i++) {
 		struct kbytes k, v;
-		if (rd_varbytes(&q, &k) || k.len < 0 || rd_varbytes(&q, &v))
-			return -EBADMSG;
+		if (!get_varbytes(&p, rend, &k) || k.len < 0 || !get_varbytes(&p, rend, &v))
+			goto bad;
 	}
-	if (q.err || q.pos != q.len) /* the record's length must match its fields */
-		return -EBADMSG;
+	if (p != rend) /* the record's length must match its fields */
+		goto bad;
+	r->pos = (size_t)(rend - r->buf);
 	out->offset = add_wrap(h->base_offset, off_delta);
 	out->timestamp = add_wrap(h->base_timestamp, ts_delta);
 	out->header_count = nh;
-	out->headers = kbytes_make(p + hstart, q.len - hstart);
+	out->headers = kbytes_make(hstart, (size_t)(rend - hstart));
 	return 0;
+bad:
+	rd_fail(r);
+	return -EBADMSG;
 }
 
 int records_header_next(struct tm_rd *hr, struct kstr *key, struct kbytes *value)

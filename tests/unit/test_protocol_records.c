@@ -337,6 +337,181 @@ START_TEST(test_records_garbage_never_crashes)
 }
 END_TEST
 
+/*
+ * The record walk of records.c decodes on raw pointers.  ref_batch_records
+ * is the same walk on the tm_rd cursor of common/bytes.c, one field at a
+ * time: the two must agree on every record area, valid or not.
+ */
+static int ref_varbytes(struct tm_rd *r, struct kbytes *out)
+{
+	int32_t n = rd_varint(r);
+	if (r->err || n < -1)
+		return -1;
+	if (n == -1) {
+		*out = kbytes_null();
+		return 0;
+	}
+	const uint8_t *p = rd_take(r, (size_t)n);
+	if (!p)
+		return -1;
+	*out = kbytes_make(p, (size_t)n);
+	return 0;
+}
+
+/* Parses count records from the area; 0 and out[] filled, or -1. */
+static int ref_batch_records(const uint8_t *area, size_t len, int32_t count, int64_t base_offset,
+			     int64_t base_ts, struct records_record *out)
+{
+	struct tm_rd r;
+	rd_init(&r, area, len);
+	for (int32_t i = 0; i < count; i++) {
+		int32_t rl = rd_varint(&r);
+		if (r.err || rl < 0)
+			return -1;
+		const uint8_t *p = rd_take(&r, (size_t)rl);
+		if (!p)
+			return -1;
+		struct tm_rd q;
+		rd_init(&q, p, (size_t)rl);
+		(void)rd_i8(&q);
+		int64_t ts = rd_varlong(&q);
+		int32_t od = rd_varint(&q);
+		if (q.err || ref_varbytes(&q, &out[i].key) || ref_varbytes(&q, &out[i].value))
+			return -1;
+		int32_t nh = rd_varint(&q);
+		if (q.err || nh < 0)
+			return -1;
+		size_t hs = q.pos;
+		for (int32_t k = 0; k < nh; k++) {
+			struct kbytes hk, hv;
+			if (ref_varbytes(&q, &hk) || hk.len < 0 || ref_varbytes(&q, &hv))
+				return -1;
+		}
+		if (q.err || q.pos != q.len)
+			return -1;
+		out[i].offset = (int64_t)((uint64_t)base_offset + (uint64_t)(int64_t)od);
+		out[i].timestamp = (int64_t)((uint64_t)base_ts + (uint64_t)ts);
+		out[i].header_count = nh;
+		out[i].headers = kbytes_make(p + hs, q.len - hs);
+	}
+	return rd_remaining(&r) == 0 ? 0 : -1;
+}
+
+static bool kbytes_same(struct kbytes a, struct kbytes b)
+{
+	return a.len == b.len && (a.len <= 0 || a.ptr == b.ptr);
+}
+
+START_TEST(test_records_walk_matches_cursor_reference_on_mutations)
+{
+	/* records whose lengths and deltas take 1, 2 and 3 varint bytes */
+	static uint8_t big[20000];
+	memset(big, 'v', sizeof(big));
+	struct records_header hdrs[2] = {
+		{ kstr_c("h"), kbytes_make(big, 200) },
+		{ kstr_c("nul"), kbytes_null() },
+	};
+	struct tm_wbuf w;
+	wbuf_init(&w);
+	struct records_batch_opts o;
+	records_batch_opts_init(&o);
+	o.base_offset = 1000;
+	struct records_builder b;
+	records_builder_init(&b, &w, &o);
+	enum { N = 8 };
+	for (int i = 0; i < N; i++) {
+		size_t vlen = (size_t[]){ 0, 5, 63, 64, 100, 8191, 8192, 20000 }[i];
+		struct kbytes key = i % 3 ? kbytes_make(big, (size_t)i * 40) : kbytes_null();
+		ck_assert_int_eq(records_builder_add(&b, 1700000000000LL + i * 100000, key,
+						     kbytes_make(big, vlen), hdrs, i % 3), 0);
+	}
+	ck_assert_int_eq(records_builder_finish(&b), 0);
+	ck_assert_int_eq(records_validate(w.buf, w.len, 0, NULL), 0);
+	size_t area = RECORDS_BATCH_HEADER_BYTES;
+	uint8_t *m = malloc(w.len);
+	ck_assert_ptr_nonnull(m);
+	uint32_t seed = 777;
+	int agreed_ok = 0, agreed_bad = 0;
+	for (int round = 0; round < 6000; round++) {
+		memcpy(m, w.buf, w.len);
+		/* mutate a few bytes, mostly near record boundaries where the
+		 * varints are, then make the CRC valid again so that only the
+		 * record walk can reject the batch */
+		int flips = 1 + (int)(round % 3);
+		for (int f = 0; f < flips; f++) {
+			seed = seed * 1103515245u + 12345u;
+			size_t at = area + (seed >> 8) % (round % 2 ? 64 : w.len - area);
+			seed = seed * 1103515245u + 12345u;
+			m[at] = (uint8_t)(round % 5 == 0 ? 0x80 | (seed >> 16) : seed >> 16);
+		}
+		tm_store_be32(m + RECORDS_OFF_CRC,
+			      crc32c(0, m + RECORDS_OFF_ATTRIBUTES, w.len - RECORDS_OFF_ATTRIBUTES));
+		struct records_record want[N], got;
+		int ref = ref_batch_records(m + area, w.len - area, N, 1000, 1700000000000LL, want);
+		int rc = records_validate(m, w.len, 0, NULL);
+		ck_assert_msg((rc == 0) == (ref == 0), "round %d: validate %d, reference %d", round, rc, ref);
+		if (ref != 0) {
+			agreed_bad++;
+			continue;
+		}
+		agreed_ok++;
+		struct records_iter it;
+		records_iter_init(&it, m, w.len);
+		for (int i = 0; i < N; i++) {
+			ck_assert_int_eq(records_iter_next(&it, &got), 1);
+			ck_assert_int_eq(got.offset, want[i].offset);
+			ck_assert_int_eq(got.timestamp, want[i].timestamp);
+			ck_assert(kbytes_same(got.key, want[i].key));
+			ck_assert(kbytes_same(got.value, want[i].value));
+			ck_assert_int_eq(got.header_count, want[i].header_count);
+			ck_assert(kbytes_same(got.headers, want[i].headers));
+		}
+		ck_assert_int_eq(records_iter_next(&it, &got), 0);
+	}
+	/* both outcomes were exercised */
+	ck_assert_int_gt(agreed_ok, 100);
+	ck_assert_int_gt(agreed_bad, 100);
+	free(m);
+	wbuf_deinit(&w);
+}
+END_TEST
+
+START_TEST(test_records_validate_rejects_malformed_record_varints)
+{
+	/* hello_batch's record with its fields replaced, CRC recomputed */
+	static const struct {
+		const char *why;
+		uint8_t rec[16];
+		size_t len;
+	} cases[] = {
+		{ "length says 12, fields take 11", { 0x18, 0, 0, 0, 1, 0x0a, 'h', 'e', 'l', 'l', 'o', 0, 0 }, 13 },
+		{ "offset delta of 6 groups", { 0x16, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0, 1, 0, 0 }, 12 },
+		{ "key length -2", { 0x0a, 0, 0, 0, 0x03, 0x00 }, 6 },
+		{ "header key null", { 0x10, 0, 0, 0, 1, 1, 0x02, 0x01, 0x00 }, 9 },
+		{ "value runs past the record", { 0x0c, 0, 0, 0, 1, 0x0a, 'h' }, 7 },
+		{ "empty record", { 0x00 }, 1 },
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		uint8_t b[RECORDS_BATCH_HEADER_BYTES + 16];
+		memcpy(b, hello_batch, RECORDS_BATCH_HEADER_BYTES);
+		memcpy(b + RECORDS_BATCH_HEADER_BYTES, cases[c].rec, cases[c].len);
+		size_t total = RECORDS_BATCH_HEADER_BYTES + cases[c].len;
+		tm_store_be32(b + RECORDS_OFF_BATCH_LENGTH, (uint32_t)(total - RECORDS_BATCH_OVERHEAD_BYTES));
+		tm_store_be32(b + RECORDS_OFF_CRC,
+			      crc32c(0, b + RECORDS_OFF_ATTRIBUTES, total - RECORDS_OFF_ATTRIBUTES));
+		ck_assert_msg(records_validate(b, total, 0, NULL) == -EBADMSG, "%s", cases[c].why);
+		struct records_iter it;
+		struct records_record rec;
+		records_iter_init(&it, b, total);
+		ck_assert_msg(records_iter_next(&it, &rec) == -EBADMSG, "iterator: %s", cases[c].why);
+	}
+	/* the same layout with consistent fields is accepted */
+	uint8_t ok[RECORDS_BATCH_HEADER_BYTES + 12];
+	memcpy(ok, hello_batch, sizeof(ok));
+	ck_assert_int_eq(records_validate(ok, sizeof(ok), 0, NULL), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("protocol_records");
@@ -355,6 +530,8 @@ int main(void)
 	tcase_add_test(tc, test_records_builder_matches_known_batch);
 	tcase_add_test(tc, test_records_iterator_compressed_is_enotsup_then_continues);
 	tcase_add_test(tc, test_records_garbage_never_crashes);
+	tcase_add_test(tc, test_records_walk_matches_cursor_reference_on_mutations);
+	tcase_add_test(tc, test_records_validate_rejects_malformed_record_varints);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
