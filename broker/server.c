@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "broker/tls.h"
@@ -69,6 +70,9 @@
 /* A frame with at least this much still to come is read into its
  * own buffer (conn_fill_pending); a smaller one through the input evbuffer. */
 #define CONN_READ_DIRECT_MIN 4096
+/* What server_read_into reads past a frame, into the input evbuffer:
+ * libevent's own read size, enough for the next request's header. */
+#define SERVER_READ_AHEAD 4096
 
 struct tm_conn {
 	struct tm_conn *prev, *next;  /* the broker's connections */
@@ -420,7 +424,7 @@ static bool conn_fill_pending(struct tm_conn *c, struct evbuffer *in)
 			need -= (size_t)got;
 		}
 	} else if (need > 0) {
-		size_t got = server_read_into(NULL, bufferevent_getfd(c->bev), c->pend + c->pend_have, need);
+		size_t got = server_read_into(in, bufferevent_getfd(c->bev), c->pend + c->pend_have, need);
 		c->pend_have += got;
 		need -= got;
 	}
@@ -433,11 +437,34 @@ size_t server_read_into(struct evbuffer *in, int fd, uint8_t *dst, size_t need)
 	int moved = in ? evbuffer_remove(in, dst, need) : 0;
 	if (moved > 0)
 		got = (size_t)moved;
-	if (got < need) {
-		ssize_t n = read(fd, dst + got, need - got);
-		if (n > 0)
-			got += (size_t)n;
+	if (got >= need)
+		return got;
+	/* in is empty now: what the socket holds after this frame (the next
+	 * request of a client that pipelines them) goes there in the same
+	 * call, instead of waiting for the next loop turn's epoll_wait, FIONREAD
+	 * and readv */
+	struct iovec iov[2] = { { dst + got, need - got }, { NULL, 0 } };
+	struct evbuffer_iovec ahead;
+	int nv = 1;
+	/* a bufferevent's input is frozen at its end but while libevent reads
+	 * into it; so is it here, for the same purpose */
+	if (in && evbuffer_unfreeze(in, 0) == 0) {
+		if (evbuffer_reserve_space(in, SERVER_READ_AHEAD, &ahead, 1) == 1) {
+			iov[1].iov_base = ahead.iov_base;
+			iov[1].iov_len = ahead.iov_len < SERVER_READ_AHEAD ? ahead.iov_len : SERVER_READ_AHEAD;
+			nv = 2;
+		}
 	}
+	ssize_t n = readv(fd, iov, nv);
+	if (n > 0 && (size_t)n > need - got) {
+		ahead.iov_len = (size_t)n - (need - got);
+		evbuffer_commit_space(in, &ahead, 1);
+		got = need;
+	} else if (n > 0) {
+		got += (size_t)n;
+	}
+	if (in)
+		evbuffer_freeze(in, 0);
 	return got;
 }
 
