@@ -124,11 +124,13 @@ int server_start(struct tm_broker *b, bool controller_listeners);
 void server_stop(struct tm_broker *b);
 /* Moves up to `need` bytes of a frame into dst: first what the input
  * evbuffer `in` holds (NULL: none), then one readv(2) of the socket `fd` for
- * the rest, as much as it holds; that readv also reads up to 4 KiB past
- * the frame into `in` (the start of the next frame, when one is there).
- * Returns the bytes moved into dst; end of file and errors are left for
- * libevent's next read to report.  Frames of a megabyte arrive in a few
- * calls instead of libevent's 4 KiB steps. */
+ * the rest, as much as it holds; that readv also reads up to
+ * SERVER_READ_AHEAD bytes past the frame into `in` (the start of the next
+ * frame, when one is there).  `in` is a bufferevent's input, frozen at its
+ * end, and is so again on return.  Returns the bytes moved into dst; end of
+ * file and errors are left for libevent's next read to report.  Frames of a
+ * megabyte arrive in a few calls instead of libevent's 4 KiB steps. */
+#define SERVER_READ_AHEAD 4096  /* libevent's own read size: a request header */
 size_t server_read_into(struct evbuffer *in, int fd, uint8_t *dst, size_t need);
 void server_free_tls(struct tm_broker *b);
 /* Closes every client connection (shutdown); pending requests finish unanswered. */

@@ -70,10 +70,6 @@
 /* A frame with at least this much still to come is read into its
  * own buffer (conn_fill_pending); a smaller one through the input evbuffer. */
 #define CONN_READ_DIRECT_MIN 4096
-/* What server_read_into reads past a frame, into the input evbuffer:
- * libevent's own read size, enough for the next request's header. */
-#define SERVER_READ_AHEAD 4096
-
 struct tm_conn {
 	struct tm_conn *prev, *next;  /* the broker's connections */
 	struct tm_broker *b;
@@ -448,12 +444,12 @@ size_t server_read_into(struct evbuffer *in, int fd, uint8_t *dst, size_t need)
 	int nv = 1;
 	/* a bufferevent's input is frozen at its end but while libevent reads
 	 * into it; so is it here, for the same purpose */
-	if (in && evbuffer_unfreeze(in, 0) == 0) {
-		if (evbuffer_reserve_space(in, SERVER_READ_AHEAD, &ahead, 1) == 1) {
-			iov[1].iov_base = ahead.iov_base;
-			iov[1].iov_len = ahead.iov_len < SERVER_READ_AHEAD ? ahead.iov_len : SERVER_READ_AHEAD;
-			nv = 2;
-		}
+	if (in)
+		evbuffer_unfreeze(in, 0);
+	if (in && evbuffer_reserve_space(in, SERVER_READ_AHEAD, &ahead, 1) == 1) {
+		iov[1].iov_base = ahead.iov_base;
+		iov[1].iov_len = ahead.iov_len < SERVER_READ_AHEAD ? ahead.iov_len : SERVER_READ_AHEAD;
+		nv = 2;
 	}
 	ssize_t n = readv(fd, iov, nv);
 	if (n > 0 && (size_t)n > need - got) {
