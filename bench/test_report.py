@@ -154,6 +154,14 @@ class ArithmeticTest(unittest.TestCase):
         self.assertEqual(fig["value"], 2000)
         self.assertEqual(fig["runs"], [3000, 1000, 2000])
 
+    def test_each_runs_steal_is_kept_beside_its_figure(self):
+        runs = [{"mb_per_s": 100.0, "steal": 0.01}, {"mb_per_s": 90.0},
+                {"mb_per_s": 80.0, "steal": 0.2}]
+        fig = report.from_runs(runs, "mb_per_s")
+        self.assertEqual(fig["runs"], [100.0, 90.0, 80.0])
+        self.assertEqual(fig["detail"]["steal"], [0.01, None, 0.2])
+        self.assertNotIn("steal", report.from_runs([{"mb_per_s": 1.0}], "mb_per_s")["detail"])
+
     def test_missing_key_is_a_failure(self):
         self.assertEqual(report.from_runs([{"x": 1}], "mb_per_s")["status"], "failed")
         self.assertEqual(report.from_runs([], "mb_per_s")["status"], "failed")
