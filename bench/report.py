@@ -673,7 +673,11 @@ DOC_FOOTER = """## Reading the table
 - **4**: 5,000 msg/s of 1 KiB records with acks=all, produced and consumed at once by one
   process; latency is consume time minus the *intended* send time (a stalled producer
   counts against the broker, no coordinated omission). Percentiles come from a log-bucket
-  histogram (at most 0.8 % above the true value).
+  histogram (at most 0.8 % above the true value). Each system first runs it once,
+  unmeasured (Kafka's JIT). The producer lingers 1 ms (`linger.ms=1`, also in 5 and 7);
+  the last row repeats the workload with `linger.ms=0`, a request per record, as Kafka's
+  `EndToEndLatency` tool does: on these 2 shared cores Kafka falls behind that request
+  rate, so the row has no target. The JSON keeps each repetition's CPU steal beside it.
 - **5**: three nodes, replication factor 3, `min.insync.replicas=2`, acks=all.
 - **6**: resident memory (VmRSS) idle and the peak under workload 1; time from the broker
   process's start to the first acknowledged produce (Kafka's `kafka-storage format` step is

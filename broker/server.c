@@ -70,6 +70,7 @@
 /* A frame with at least this much still to come is read into its
  * own buffer (conn_fill_pending); a smaller one through the input evbuffer. */
 #define CONN_READ_DIRECT_MIN 4096
+
 struct tm_conn {
 	struct tm_conn *prev, *next;  /* the broker's connections */
 	struct tm_broker *b;
