@@ -54,6 +54,13 @@ static void send_all(const uint8_t *p, size_t n)
 	}
 }
 
+/* n patterned bytes into p, and from the client's end onto the socket. */
+static void send_filled(uint8_t *p, size_t n, unsigned seed)
+{
+	fill(p, n, seed);
+	send_all(p, n);
+}
+
 /* What is still unread on the broker's end of the socket. */
 static size_t socket_left(void)
 {
@@ -64,6 +71,14 @@ static size_t socket_left(void)
 		total += (size_t)n;
 	ck_assert(n == 0 || errno == EAGAIN || errno == EWOULDBLOCK);
 	return total;
+}
+
+/* Bytes a bufferevent read earlier: added with the end thawed, as libevent does. */
+static void buffered(const uint8_t *p, size_t n)
+{
+	ck_assert_int_eq(evbuffer_unfreeze(in, 0), 0);
+	ck_assert_int_eq(evbuffer_add(in, p, n), 0);
+	ck_assert_int_eq(evbuffer_freeze(in, 0), 0);
 }
 
 /* The end of `in` is frozen: libevent's own reads would add to it. */
@@ -79,9 +94,7 @@ START_TEST(test_rest_of_frame_and_next_request_in_one_read)
 	uint8_t frame[5000], next[100], dst[5000];
 	fill(frame, sizeof(frame), 1);
 	fill(next, sizeof(next), 99);
-	ck_assert_int_eq(evbuffer_unfreeze(in, 0), 0);
-	ck_assert_int_eq(evbuffer_add(in, frame, 3), 0);
-	ck_assert_int_eq(evbuffer_freeze(in, 0), 0);
+	buffered(frame, 3);
 	send_all(frame + 3, sizeof(frame) - 3);
 	send_all(next, sizeof(next));
 
@@ -104,8 +117,7 @@ START_TEST(test_read_ahead_is_bounded)
 	size_t more = 3 * SERVER_READ_AHEAD;
 	uint8_t *data = malloc(1000 + more), dst[1000];
 	ck_assert_ptr_nonnull(data);
-	fill(data, 1000 + more, 5);
-	send_all(data, 1000 + more);
+	send_filled(data, 1000 + more, 5);
 
 	ck_assert_uint_eq(server_read_into(in, sv[0], dst, sizeof(dst)), sizeof(dst));
 	ck_assert_mem_eq(dst, data, sizeof(dst));
@@ -120,8 +132,7 @@ END_TEST
 START_TEST(test_part_of_the_frame_when_the_socket_has_no_more)
 {
 	uint8_t data[700], dst[2000];
-	fill(data, sizeof(data), 11);
-	send_all(data, sizeof(data));
+	send_filled(data, sizeof(data), 11);
 	ck_assert_uint_eq(server_read_into(in, sv[0], dst, sizeof(dst)), sizeof(data));
 	ck_assert_mem_eq(dst, data, sizeof(data));
 	ck_assert_uint_eq(evbuffer_get_length(in), 0);
@@ -142,10 +153,8 @@ START_TEST(test_a_frame_already_buffered_does_not_touch_the_socket)
 	uint8_t frame[300], after[50], dst[300];
 	fill(frame, sizeof(frame), 3);
 	fill(after, sizeof(after), 4);
-	ck_assert_int_eq(evbuffer_unfreeze(in, 0), 0);
-	ck_assert_int_eq(evbuffer_add(in, frame, sizeof(frame)), 0);
-	ck_assert_int_eq(evbuffer_add(in, after, 20), 0);
-	ck_assert_int_eq(evbuffer_freeze(in, 0), 0);
+	buffered(frame, sizeof(frame));
+	buffered(after, 20);
 	send_all(after + 20, 30);
 
 	ck_assert_uint_eq(server_read_into(in, sv[0], dst, sizeof(dst)), sizeof(dst));
@@ -160,8 +169,7 @@ START_TEST(test_without_an_evbuffer_reads_only_the_frame)
 {
 	/* A caller with no input evbuffer: the frame's bytes and no more. */
 	uint8_t data[600], dst[400];
-	fill(data, sizeof(data), 8);
-	send_all(data, sizeof(data));
+	send_filled(data, sizeof(data), 8);
 	ck_assert_uint_eq(server_read_into(NULL, sv[0], dst, sizeof(dst)), sizeof(dst));
 	ck_assert_mem_eq(dst, data, sizeof(dst));
 	ck_assert_uint_eq(socket_left(), 200);
