@@ -1144,7 +1144,7 @@ def main():
         # The other linger: at 1 ms the client's wait is most of either
         # broker's latency; at 0 (Kafka's EndToEndLatency tool) every
         # record is a request, and on 2 shared cores Kafka falls behind
-        # the rate (item 43), so it is reported without a target.
+        # the rate (item 44), so it is reported without a target.
         other = 0 if E2E_LINGER_MS else 1
         lo = workload_4(clusters, linger=other, name="w4l%d" % other)
         m.append(M("p99 with the producer's linger.ms=%d" % other, "ms", "lower", None,
