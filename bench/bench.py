@@ -533,6 +533,18 @@ def for_each(clusters, fn):
     return out
 
 
+def warm_up(clusters, fn, what):
+    """One unmeasured fn(system, cluster) per system, after settle(), before
+    the measured runs (Kafka's JIT, the last writeback); a failure is
+    logged, and the measured runs then report their own."""
+    for s, c in clusters.items():
+        if not c.ensure():
+            settle(c)
+            r = fn(s, c)
+            if isinstance(r, str):
+                log("%s: warm-up %s: %s" % (s, what, r))
+
+
 def drop_topics(clusters, names):
     """Deletes topics once they are measured ({system: [topic, ...]}), so a
     full run fits its disk: workload 1 alone writes 5-12 GB per repetition
@@ -784,12 +796,7 @@ def workload_3(clusters):
     # written back, and Kafka's fetch path (restarted by fresh()) is
     # compiled, before the warm repetitions count.  Its first measured
     # consume ran at 0.6x its later ones without this.
-    for s, c in clusters.items():
-        if not made[s] and not c.ensure():
-            settle(c)
-            r = consume(s, c)
-            if isinstance(r, str):
-                log("%s: warm-up consume: %s" % (s, r))
+    warm_up({s: c for s, c in clusters.items() if not made[s]}, consume, "consume")
     warm = {s: [] for s in clusters}
     consume_all = lambda: for_each(clusters, consume)  # noqa: E731
     for _ in range(REPS):
@@ -848,21 +855,17 @@ def latency_metrics(runs, prefix=""):
             M(prefix + "max", "ms", "lower", None, figures(runs, "latency_us.max", 1e-3))]
 
 
-def workload_4(clusters, tls=None, linger=None, name="w4", warm_up=True):
+def workload_4(clusters, tls=None, linger=None, name="w4", warm=True):
     """End-to-end latency at E2E_RATE; linger: the producer's linger.ms
-    (E2E_LINGER_MS unless given).  With warm_up, each system first runs the
+    (E2E_LINGER_MS unless given).  With warm, each system first runs the
     workload once, unmeasured, for twice the measured time: Kafka's first
     runs after a start are its JIT compiling the request path (at
     linger.ms=0 its first two 12-second runs had a p50 of 504 and 324 ms,
     its later ones 0.3 ms; docs/benchmarks.md item 43)."""
-    if warm_up:
-        for s, c in clusters.items():
-            if not c.ensure():
-                settle(c)
-                r = run_tm_load(c, "e2e", e2e_args(topic(name + "warm", s, 0), linger=linger,
-                                                   seconds=2 * SECONDS), timed_limit(2 * SECONDS), tls)
-                if isinstance(r, str):
-                    log("%s: warm-up end-to-end run: %s" % (s, r))
+    if warm:
+        warm_up(clusters, lambda s, c: run_tm_load(
+            c, "e2e", e2e_args(topic(name + "warm", s, 0), linger=linger, seconds=2 * SECONDS),
+            timed_limit(2 * SECONDS), tls), "end-to-end run")
     runs = {s: [] for s in clusters}
     for rep in range(REPS):
         for s, r in for_each(clusters, lambda s, c: run_tm_load(

@@ -328,7 +328,7 @@ def from_runs(runs, key, **detail):
     if not vals or any(v is None for v in vals):
         return failed("no value for %s" % key)
     steal = [r.get("steal") for r in runs]
-    if "steal" not in detail and any(v is not None for v in steal):
+    if any(v is not None for v in steal):
         detail["steal"] = steal  # the host's share of each repetition
     return ok(median(vals), vals, **detail)
 
