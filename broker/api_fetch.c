@@ -363,7 +363,7 @@ void api_fetch(struct tm_req *req)
 		return;
 	}
 	/* The metadata quorum's own replication comes on the controller listener. */
-	if (config_is_controller_listener(&b->cfg, req->listener_name)) {
+	if (req->on_controller) {
 		quorum_handle_fetch(req, &op->in);
 		free(op);
 		return;

@@ -75,6 +75,7 @@ struct tm_req {
 	bool zero_copy;             /* the connection can send file ranges (plaintext) */
 	struct tm_file_range *files; /* file ranges the response refers to */
 	const char *listener_name;
+	bool on_controller;         /* came on a controller.listener.names listener */
 	char peer_host[48];         /* the client's address, as Kafka shows it: "/127.0.0.1" */
 };
 

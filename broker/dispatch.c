@@ -111,7 +111,7 @@ void api_api_versions(struct tm_req *req)
 	if (REQ_DECODE(req, api_versions, &in))
 		return;
 	encode_api_versions(req, req->hdr.api_version, TM_ERR_NONE,
-			    req->conn && config_is_controller_listener(&req->b->cfg, req->listener_name));
+			    req->conn && req->on_controller);
 	req_finish(req);
 }
 
@@ -160,7 +160,7 @@ int dispatch_request(struct tm_req *req)
 		req->b->metrics.requests[key]++;
 	int16_t ver = req->hdr.api_version;
 	const struct tm_api_handler *h = dispatch_lookup(key);
-	bool on_controller = config_is_controller_listener(&req->b->cfg, req->listener_name);
+	bool on_controller = req->on_controller;
 	if (key == KAFKA_API_API_VERSIONS && h && (ver < h->min_version || ver > h->max_version)) {
 		/* KIP-511: answer in a v0 body (and v0 header) with what we support. */
 		req->hdr.api_version = 0;

@@ -76,6 +76,7 @@ struct tm_conn {
 	struct tm_broker *b;
 	struct bufferevent *bev;
 	const struct tm_listener *listener;
+	bool on_controller;           /* listener is in controller.listener.names */
 	struct tm_req *head, *tail;   /* in-order queue of requests */
 	int inflight;
 	size_t inflight_bytes;        /* frame bytes of the requests in the queue */
@@ -541,6 +542,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		r->frame_len = len;
 		r->arrival_ms = tm_mono_ms();
 		r->listener_name = c->listener->name;
+		r->on_controller = c->on_controller;
 		r->zero_copy = !conn_is_tls(c);
 		memcpy(r->peer_host, c->peer_host, sizeof(r->peer_host));
 		arena_init(&r->arena, 0);
@@ -607,6 +609,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	c->b = b;
 	c->listener = ctx->l;
+	c->on_controller = config_is_controller_listener(&b->cfg, ctx->l->name);
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 	if (sa->sa_family == AF_INET) {

@@ -3,7 +3,8 @@ requests: acks=0 gets no response, ApiVersions v3 answers with response
 header v0, idempotent duplicates get their original offset and gaps
 OUT_OF_ORDER_SEQUENCE_NUMBER, Fetch returns a first batch larger than
 max_bytes (KIP-74), OFFSET_OUT_OF_RANGE past the log end, and Produce to an
-unknown topic or partition fails without creating anything."""
+unknown topic or partition fails without creating anything; the
+controller listener serves only the quorum's and the controller's APIs."""
 import struct
 import time
 
@@ -35,6 +36,38 @@ def test_api_versions_v3_has_response_header_v0_and_parses_exactly(broker):
     assert r.remaining() == 0, "%d bytes left after the ApiVersions v3 body" % r.remaining()
     assert keys[rawkafka.API_API_VERSIONS][1] >= 3
     assert keys[rawkafka.API_PRODUCE][0] <= 3 <= keys[rawkafka.API_PRODUCE][1]
+
+
+def api_versions(conn):
+    """ApiVersions v3 on `conn`: {api_key: (min, max)}."""
+    body = Writer().compact_string("tm-e2e").compact_string("1.0").tags().build()
+    r = conn.request(rawkafka.API_API_VERSIONS, 3, body, flexible=True)
+    assert r.i16() == 0, "error code"
+    keys = {}
+    for _ in range(r.uvarint() - 1):
+        k, lo, hi = r.i16(), r.i16(), r.i16()
+        r.skip_tags()
+        keys[k] = (lo, hi)
+    return keys
+
+
+def test_controller_listener_serves_only_the_quorums_apis(broker):
+    """As Kafka's controller listener: ApiVersions there lists the quorum's
+    and the controller's APIs but not the clients', a client API sent there
+    closes the connection, and the client listener lists them all."""
+    vote, describe_quorum = 52, 55
+    with Conn(broker.host, broker.cport, timeout=15) as c:
+        keys = api_versions(c)
+        for k in (vote, describe_quorum, rawkafka.API_FETCH, rawkafka.API_CREATE_TOPICS):
+            assert k in keys, "api %d missing on the controller listener: %s" % (k, sorted(keys))
+        for k in (rawkafka.API_PRODUCE, rawkafka.API_METADATA, rawkafka.API_LIST_OFFSETS):
+            assert k not in keys, "client api %d listed on the controller listener" % k
+        c.send(rawkafka.API_METADATA, 9, Writer().uvarint(1).i8(1).i8(0).i8(0).tags().build(), flexible=True)
+        assert c.closed_by_peer(10), "Metadata on the controller listener was answered"
+    with conn(broker) as c:
+        keys = api_versions(c)
+    for k in (rawkafka.API_PRODUCE, rawkafka.API_METADATA, rawkafka.API_FETCH):
+        assert k in keys, "api %d missing on the client listener" % k
 
 
 def test_acks_0_produce_gets_no_response(broker):
