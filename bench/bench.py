@@ -34,6 +34,7 @@ Exit status: 0 when every figure of every system that ran was measured
 import datetime
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -514,20 +515,35 @@ def fresh(clusters):
             c.broken = "could not restart %s: %s" % (c.system, e)
 
 
+def cpu_use(cluster):
+    """(monotonic seconds, CPU seconds of the harness's reaped children, CPU
+    seconds of the cluster's brokers or None when one is down).  Between two
+    of these around a run, the children are that run's clients (tm-load, the
+    Java tools): the brokers stay up, so none of them is reaped inside it."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    broker = [cpu_seconds(n.pid) if n.alive() else None for n in cluster.nodes]
+    return (time.monotonic(), ru.ru_utime + ru.ru_stime,
+            None if any(b is None for b in broker) else sum(broker))
+
+
 def for_each(clusters, fn):
     """fn(system, cluster) per system, each after settle(); a cluster that
-    cannot be (re)started gives its reason instead."""
+    cannot be (re)started gives its reason instead.  Each result dict gets
+    the run's CPU steal and its clients' and brokers' CPU (report.cpu_between)."""
     out = {}
     for s, c in clusters.items():
         why = c.ensure()
         if not why:
             settle(c)
             before = report.parse_proc_stat_cpu(read_proc(None, "stat"))
+            cpu0 = cpu_use(c)
             out[s] = fn(s, c)
+            cpu1 = cpu_use(c)
             share = report.steal_share(before, report.parse_proc_stat_cpu(read_proc(None, "stat")))
             STEAL.setdefault(s, []).append(share)
             if isinstance(out[s], dict):
                 out[s]["steal"] = share  # kept per repetition in the JSON (from_runs)
+                out[s]["cpu"] = report.cpu_between(cpu0, cpu1, out[s].get("busiest_thread"))
         else:
             out[s] = why
     return out

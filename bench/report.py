@@ -219,6 +219,91 @@ def steal_share(before, after):
     return steal / float(total)
 
 
+def cpu_between(before, after, thread=None):
+    """A run's CPU from two (monotonic s, children's CPU s, brokers' CPU s)
+    readings (bench.cpu_use): {"wall_s", "client_s", "broker_s"}, with
+    "thread" the client's busiest thread when tm-load reported it
+    ({"name", "cores"}); None when a reading is missing, a broker was down,
+    or no time passed."""
+    if not before or not after or before[2] is None or after[2] is None:
+        return None
+    wall = after[0] - before[0]
+    if wall <= 0:
+        return None
+    out = {"wall_s": wall, "client_s": max(0.0, after[1] - before[1]),
+           "broker_s": max(0.0, after[2] - before[2])}
+    if thread:
+        out["thread"] = thread
+    return out
+
+
+# A run counts as CPU-bound when client and broker together kept at least
+# this share of the cores the host left it (nproc less the steal) busy, and
+# as set by one client thread when that thread kept this share of a core busy.
+CPU_BOUND_SHARE = 0.85
+THREAD_BOUND_CORES = 0.9
+
+
+def cpu_split(fig, nproc):
+    """How one figure's runs used the machine, from their detail.cpu and
+    detail.steal: {"client": cores, "broker": cores, "busy": share of the
+    cores the host left, "bound": CPU-bound}, medians over the runs; None
+    without CPU readings for every run."""
+    d = (fig or {}).get("detail") or {}
+    cpu = d.get("cpu") or []
+    if fig.get("status") != "ok" or not cpu or any(not c for c in cpu) or not nproc:
+        return None
+    steal = [x for x in (d.get("steal") or []) if x is not None]
+    left = nproc * (1.0 - (median(steal) if steal else 0.0))
+    client = median([c["client_s"] / c["wall_s"] for c in cpu])
+    broker = median([c["broker_s"] / c["wall_s"] for c in cpu])
+    busy = (client + broker) / left if left > 0 else None
+    threads = [c.get("thread") for c in cpu]
+    thread = None
+    if all(t and is_finite(t.get("cores")) for t in threads):
+        thread = {"name": threads[0].get("name"), "cores": median([t["cores"] for t in threads])}
+    return {"client": client, "broker": broker, "busy": busy, "thread": thread,
+            "thread_bound": bool(thread) and thread["cores"] >= THREAD_BOUND_CORES,
+            "bound": busy is not None and busy >= CPU_BOUND_SHARE}
+
+
+def free_broker_ratio(r, tidemark_split):
+    """The ratio a throughput could show if Tidemark's broker cost nothing
+    and its runs stayed CPU-bound: its cores would go to the client, whose
+    cost per unit stays, so Tidemark's rate grows by (client + broker) /
+    client.  None when Tidemark's runs were not CPU-bound, or one client
+    thread was busy all the time (then that thread or the round trips set
+    the pace, not the cores: freed cores would go unused)."""
+    t = tidemark_split
+    if r is None or not t or not t["bound"] or t.get("thread_bound") or t["client"] <= 0:
+        return None
+    return r * (t["client"] + t["broker"]) / t["client"]
+
+
+def cpu_rows(result):
+    """Per throughput whose runs carry CPU readings on both systems: each
+    system's cpu_split, the ratio, and free_broker_ratio.  Metrics of one
+    workload taken from the same runs (MB/s and msgs/s) give one row."""
+    nproc = (result.get("machine") or {}).get("nproc")
+    out, seen = [], set()
+    for w in result.get("workloads", []):
+        for m in w.get("metrics", []):
+            if m.get("better") != "higher":
+                continue
+            t, k = cpu_split(m.get("tidemark") or {}, nproc), cpu_split(m.get("kafka") or {}, nproc)
+            if not t or not k:
+                continue
+            runs = json.dumps([w["id"], m["tidemark"]["detail"]["cpu"], m["kafka"]["detail"]["cpu"]],
+                              sort_keys=True)
+            if runs in seen:
+                continue
+            seen.add(runs)
+            out.append({"id": w["id"], "metric": m["name"], "target": m.get("target"),
+                        "tidemark": t, "kafka": k, "ratio": m.get("ratio"),
+                        "free_broker": free_broker_ratio(m.get("ratio"), t)})
+    return out
+
+
 def parse_iperf3(text):
     """Receiver throughput of an iperf3 -J run, in MB/s (2^20 bytes)."""
     try:
@@ -298,6 +383,11 @@ def merge_clients(results):
     out["latency_us"] = {k: max(r.get("latency_us", {}).get(k, 0) for r in results)
                          for k in ("p50", "p99", "p999", "max")}
     out["clients"] = len(results)
+    threads = [r.get("busiest_thread") for r in results]
+    if all(t and is_finite(t.get("cores")) for t in threads):
+        out["busiest_thread"] = max(threads, key=lambda t: t["cores"])
+    else:
+        out.pop("busiest_thread", None)
     return out
 
 
@@ -330,6 +420,9 @@ def from_runs(runs, key, **detail):
     steal = [r.get("steal") for r in runs]
     if any(v is not None for v in steal):
         detail["steal"] = steal  # the host's share of each repetition
+    cpu = [r.get("cpu") for r in runs]
+    if any(cpu):
+        detail["cpu"] = cpu  # each repetition's clients' and brokers' CPU (cpu_between)
     return ok(median(vals), vals, **detail)
 
 
@@ -541,6 +634,29 @@ def shares_markdown(result):
     return "\n".join(lines) + "\n"
 
 
+def cpu_markdown(result):
+    """Where each throughput's CPU went, and what a free broker would give."""
+    rows = cpu_rows(result)
+    if not rows:
+        return ""
+    lines = ["| # | metric | Tidemark: client + broker (cores) | Kafka: client + broker (cores) "
+             "| busy, T / K | Tidemark/Kafka | with Tidemark's broker at no cost |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        t, k = r["tidemark"], r["kafka"]
+        free = r["free_broker"]
+        if free is not None:
+            last = fmt_ratio(free)
+        elif t.get("thread_bound"):
+            last = "n/a: one client thread (%s) busy %.2f of a core" % (t["thread"]["name"], t["thread"]["cores"])
+        else:
+            last = "n/a: not CPU-bound"
+        lines.append("| %s | %s | %.2f + %.2f | %.2f + %.2f | %s / %s | %s | %s |" % (
+            _cell(r["id"]), _cell(r["metric"]), t["client"], t["broker"], k["client"], k["broker"],
+            fmt_share(t["busy"]), fmt_share(k["busy"]), fmt_ratio(r["ratio"]), _cell(last)))
+    return "\n".join(lines) + "\n"
+
+
 def _num(x):
     return ("%d" % x) if float(x).is_integer() else ("%g" % x)
 
@@ -643,10 +759,26 @@ def render_doc(result, chart_rel):
     shares = shares_markdown(result)
     if shares:
         out.append("Each throughput as a share of the tightest of these limits on its path:\n\n" + shares)
+    cpu = cpu_markdown(result)
+    if cpu:
+        out.append(CPU_INTRO % (int(100 * CPU_BOUND_SHARE), int(100 * THREAD_BOUND_CORES)) + cpu)
     if chart_rel:
         out.append("![throughput and latency](%s)\n" % chart_rel)
     out.append(DOC_FOOTER)
     return "\n".join(out)
+
+
+CPU_INTRO = """Where the CPU went in each throughput's measured runs (medians; cores = CPU
+seconds per second of the run, clients and brokers apart; *busy* = both together, as a
+share of the cores the host left the machine after steal). Client and broker share the
+2 cores, so where a run is CPU-bound (busy %d %% or more) each system's rate is about the
+cores divided by client + broker CPU per record, and the last column is the ratio
+Tidemark would show if its broker took no CPU at all, all else the same: the most
+any broker could show against Kafka here with this client. Where one client thread
+(`tm-load`'s busiest, e.g. librdkafka's thread for the broker) was busy %d %% of a core
+or more, that thread set the pace and freed cores would go unused.
+
+"""
 
 
 DOC_FOOTER = """## Reading the table

@@ -162,6 +162,57 @@ class ArithmeticTest(unittest.TestCase):
         self.assertEqual(fig["detail"]["steal"], [0.01, None, 0.2])
         self.assertNotIn("steal", report.from_runs([{"mb_per_s": 1.0}], "mb_per_s")["detail"])
 
+    def test_each_runs_cpu_is_kept_beside_its_figure(self):
+        a = report.cpu_between((10.0, 5.0, 2.0), (14.0, 9.0, 3.0))
+        self.assertEqual(a, {"wall_s": 4.0, "client_s": 4.0, "broker_s": 1.0})
+        self.assertIsNone(report.cpu_between((10.0, 5.0, None), (14.0, 9.0, 3.0)))  # a broker down
+        self.assertIsNone(report.cpu_between((10.0, 5.0, 2.0), (10.0, 5.0, 2.0)))  # no time passed
+        fig = report.from_runs([{"mb_per_s": 1.0, "cpu": a}, {"mb_per_s": 2.0, "cpu": None}], "mb_per_s")
+        self.assertEqual(fig["detail"]["cpu"], [a, None])
+        self.assertNotIn("cpu", report.from_runs([{"mb_per_s": 1.0}], "mb_per_s")["detail"])
+
+    def test_a_free_broker_gives_its_cores_to_the_client(self):
+        def fig(value, client, broker, steal=0.0, n=3):
+            cpu = {"wall_s": 10.0, "client_s": 10.0 * client, "broker_s": 10.0 * broker}
+            return report.ok(value, [value] * n, cpu=[cpu] * n, steal=[steal] * n)
+        # Tidemark: 1.6 client cores + 0.4 broker on 2 cores; Kafka slower.
+        t, k = fig(250.0, 1.6, 0.4), fig(200.0, 1.0, 0.95)
+        split = report.cpu_split(t, 2)
+        self.assertAlmostEqual(split["client"], 1.6)
+        self.assertAlmostEqual(split["busy"], 1.0)
+        self.assertTrue(split["bound"])
+        # its rate would grow by (1.6 + 0.4) / 1.6 with the broker free
+        self.assertAlmostEqual(report.free_broker_ratio(1.25, split), 1.25 * 2.0 / 1.6)
+        # under steal the host leaves fewer cores: 1.5 busy of 2 * 0.75 is bound
+        self.assertTrue(report.cpu_split(fig(1.0, 1.2, 0.3, steal=0.25), 2)["bound"])
+        # one client thread's pace: not CPU-bound, no ceiling
+        idle = report.cpu_split(fig(1.0, 1.0, 0.3), 2)
+        self.assertFalse(idle["bound"])
+        self.assertIsNone(report.free_broker_ratio(1.25, idle))
+        # one client thread busy all the time: freed cores would go unused
+        runs = [report.cpu_between((0.0, 0.0, 0.0), (10.0, 10.0, 7.0), {"name": "rdk:broker1", "cores": c})
+                for c in (0.97, 0.99, 0.95)]
+        tls = report.cpu_split(report.ok(1.0, [1.0] * 3, cpu=runs), 2)
+        self.assertTrue(tls["bound"] and tls["thread_bound"])
+        self.assertEqual(tls["thread"], {"name": "rdk:broker1", "cores": 0.97})
+        self.assertIsNone(report.free_broker_ratio(1.3, tls))
+        # a run without readings: no split
+        self.assertIsNone(report.cpu_split(report.ok(1.0, [1.0, 2.0], cpu=[None, None]), 2))
+        self.assertIsNone(report.cpu_split(report.failed("x"), 2))
+        result = {"machine": {"nproc": 2}, "workloads": [{"id": "2", "metrics": [
+            report.metric("msgs", "msgs/s", "higher", 1.5, t, k),
+            report.metric("MB", "MB/s", "higher", None, t, k),  # the same runs: one row
+            report.metric("p99", "ms", "lower", None, t, k)]}]}
+        rows = report.cpu_rows(result)
+        self.assertEqual([(r["id"], r["metric"]) for r in rows], [("2", "msgs")])
+        self.assertAlmostEqual(rows[0]["free_broker"], 1.25 * 2.0 / 1.6)
+        md = report.cpu_markdown(result)
+        self.assertIn("| 2 | msgs | 1.60 + 0.40 | 1.00 + 0.95 | 100 % / 98 % | 1.25x | 1.56x |", md)
+        result["workloads"].append({"id": "7", "metrics": [
+            report.metric("tls", "MB/s", "higher", 1.5, report.ok(260.0, [260.0] * 3, cpu=runs), k)]})
+        self.assertIn("| 7 | tls | 1.00 + 0.70 | 1.00 + 0.95 | 85 % / 98 % | 1.30x | "
+                      "n/a: one client thread (rdk:broker1) busy 0.97 of a core |", report.cpu_markdown(result))
+
     def test_missing_key_is_a_failure(self):
         self.assertEqual(report.from_runs([{"x": 1}], "mb_per_s")["status"], "failed")
         self.assertEqual(report.from_runs([], "mb_per_s")["status"], "failed")
@@ -176,6 +227,9 @@ class ArithmeticTest(unittest.TestCase):
                          (4000.0, 4.0, 40, 400))
         self.assertEqual(m["latency_us"], {"p50": 7, "p99": 50, "p999": 80, "max": 90})
         self.assertEqual((m["clients"], m["partitions"]), (2, 6))
+        self.assertNotIn("busiest_thread", m)  # not reported by every client
+        a["busiest_thread"], b["busiest_thread"] = {"name": "x", "cores": 0.5}, {"name": "y", "cores": 0.7}
+        self.assertEqual(report.merge_clients([a, b])["busiest_thread"], {"name": "y", "cores": 0.7})
         self.assertEqual(report.merge_clients([a, "tm-load produce: timed out"]),
                          "tm-load produce: timed out")
         self.assertIsInstance(report.merge_clients([]), str)

@@ -43,6 +43,7 @@
  * round to sending, is what latency is measured from, so a stalled producer
  * shows up as latency instead of hiding it (coordinated omission).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -641,6 +642,82 @@ static rd_kafka_t *producer_new(const struct opts *o, struct prod_state *ps, lon
 	return client_new(o, RD_KAFKA_PRODUCER, conf);
 }
 
+/* ---- the busiest thread ------------------------------------------------ */
+
+static uint64_t g_start_ns; /* when main() began */
+
+/* From one /proc/PID/task/TID/stat line: the thread's name (field 2, in
+ * parentheses, which may itself hold spaces and parentheses) and its user +
+ * system clock ticks (fields 14 and 15).  Returns false on a malformed line. */
+static bool thread_stat_parse(const char *line, char *name, size_t name_len, uint64_t *ticks)
+{
+	const char *open = strchr(line, '('), *close = strrchr(line, ')');
+	if (!open || !close || close < open || name_len == 0)
+		return false;
+	size_t n = (size_t)(close - open - 1);
+	if (n >= name_len)
+		n = name_len - 1;
+	memcpy(name, open + 1, n);
+	name[n] = 0;
+	/* after ')': field 3 (state) onwards; utime is field 14, stime 15 */
+	const char *p = close + 1;
+	unsigned long long utime = 0, stime = 0;
+	for (int field = 3; field <= 15; field++) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			return false;
+		char *end;
+		unsigned long long v = strtoull(p, &end, 10);
+		if (field == 14)
+			utime = v;
+		if (field == 15)
+			stime = v;
+		p = strchr(p, ' ');
+		if (!p)
+			p = end;
+	}
+	*ticks = utime + stime;
+	return true;
+}
+
+/* The thread of this process that used the most CPU, as cores (its CPU
+ * seconds over the seconds since main() began).  A client thread near 1.0
+ * sets the pace whatever the broker does: librdkafka encrypts, writes and
+ * parses a broker's traffic in one thread per broker. */
+static void print_busiest_thread(FILE *f)
+{
+	char best[64] = "";
+	uint64_t best_ticks = 0;
+	char path[300], line[1024], name[64];
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+		FILE *st = fopen(path, "r");
+		if (!st)
+			continue;
+		uint64_t ticks;
+		if (fgets(line, sizeof(line), st) && thread_stat_parse(line, name, sizeof(name), &ticks) &&
+		    ticks >= best_ticks) {
+			best_ticks = ticks;
+			snprintf(best, sizeof(best), "%s", name);
+		}
+		fclose(st);
+	}
+	if (d)
+		closedir(d);
+	double wall = (double)(mono_ns() - g_start_ns) / 1e9;
+	long hz = sysconf(_SC_CLK_TCK);
+	if (!best[0] || wall <= 0 || hz <= 0)
+		return;
+	fprintf(f, ",\"busiest_thread\":{\"name\":");
+	json_str(f, best);
+	fprintf(f, ",\"cores\":%.3f}", (double)best_ticks / (double)hz / wall);
+}
+
 static void print_common(FILE *f, const struct opts *o, int partitions)
 {
 	fprintf(f, "{\"tool\":\"tm-load\",\"mode\":");
@@ -648,6 +725,7 @@ static void print_common(FILE *f, const struct opts *o, int partitions)
 	fprintf(f, ",\"topic\":");
 	json_str(f, o->topic);
 	fprintf(f, ",\"partitions\":%d,\"record_bytes\":%ld", partitions, o->record_bytes);
+	print_busiest_thread(f);
 }
 
 /* One rd_kafka_produce_batch call's worth (-m): want records from the
@@ -1353,6 +1431,17 @@ static int run_selftest(void)
 	}
 	hist_init(&h);
 	passed += check(hist_quantile(&h, 0.99) == 0, "empty", hist_quantile(&h, 0.99), 0, &failed);
+	/* A thread's stat line: the name may hold spaces and ')'. */
+	char name[64];
+	uint64_t ticks = 0;
+	const char *line = "4242 (rdk:broker) 1) S 1 2 3 4 5 6 7 8 9 10 1234 56 0 0 20 0 9 0 100\n";
+	bool parsed = thread_stat_parse(line, name, sizeof(name), &ticks);
+	passed += check(parsed && !strcmp(name, "rdk:broker) 1"), "stat name", parsed, 1, &failed);
+	passed += check(ticks == 1290, "stat utime + stime", ticks, 1290, &failed);
+	passed += check(!thread_stat_parse("4242 (cut", name, sizeof(name), &ticks), "stat without ')'", 1, 0,
+			&failed);
+	passed += check(!thread_stat_parse("4242 (x) S 1 2", name, sizeof(name), &ticks), "stat cut short", 1,
+			0, &failed);
 	printf("tm-load selftest: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
@@ -1364,6 +1453,7 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	g_start_ns = mono_ns();
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
