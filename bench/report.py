@@ -238,17 +238,16 @@ def cpu_between(before, after, thread=None):
 
 
 # A run counts as CPU-bound when client and broker together kept at least
-# this share of the cores the host left it (nproc less the steal) busy, and
-# as set by one client thread when that thread kept this share of a core busy.
+# this share of the cores the host left it (nproc less the steal) busy.
 CPU_BOUND_SHARE = 0.85
-THREAD_BOUND_CORES = 0.9
 
 
 def cpu_split(fig, nproc):
     """How one figure's runs used the machine, from their detail.cpu and
     detail.steal: {"client": cores, "broker": cores, "busy": share of the
-    cores the host left, "bound": CPU-bound}, medians over the runs; None
-    without CPU readings for every run."""
+    cores the host left, "bound": CPU-bound, "thread": the client's busiest
+    thread {"name", "cores"} or None}, medians over the runs; None without
+    CPU readings for every run."""
     d = (fig or {}).get("detail") or {}
     cpu = d.get("cpu") or []
     if fig.get("status") != "ok" or not cpu or any(not c for c in cpu) or not nproc:
@@ -260,24 +259,28 @@ def cpu_split(fig, nproc):
     busy = (client + broker) / left if left > 0 else None
     threads = [c.get("thread") for c in cpu]
     thread = None
-    if all(t and is_finite(t.get("cores")) for t in threads):
+    if all(t and is_finite(t.get("cores")) and t["cores"] > 0 for t in threads):
         thread = {"name": threads[0].get("name"), "cores": median([t["cores"] for t in threads])}
     return {"client": client, "broker": broker, "busy": busy, "thread": thread,
-            "thread_bound": bool(thread) and thread["cores"] >= THREAD_BOUND_CORES,
             "bound": busy is not None and busy >= CPU_BOUND_SHARE}
 
 
 def free_broker_ratio(r, tidemark_split):
-    """The ratio a throughput could show if Tidemark's broker cost nothing
-    and its runs stayed CPU-bound: its cores would go to the client, whose
-    cost per unit stays, so Tidemark's rate grows by (client + broker) /
-    client.  None when Tidemark's runs were not CPU-bound, or one client
-    thread was busy all the time (then that thread or the round trips set
-    the pace, not the cores: freed cores would go unused)."""
+    """The ratio a throughput could show if Tidemark's broker cost nothing,
+    as {"ratio", "by"}: its runs being CPU-bound, the broker's cores would
+    go to the client, whose cost per unit stays, so Tidemark's rate grows
+    by (client + broker) / client ("by": "cores") -- but no more than its
+    busiest client thread allows, which cannot pass one core (1 / its
+    cores; "by": "thread": librdkafka does a broker's I/O in one thread).
+    None when Tidemark's runs were not CPU-bound (round trips or waiting
+    set the pace, not the cores)."""
     t = tidemark_split
-    if r is None or not t or not t["bound"] or t.get("thread_bound") or t["client"] <= 0:
+    if r is None or not t or not t["bound"] or t["client"] <= 0:
         return None
-    return r * (t["client"] + t["broker"]) / t["client"]
+    gain, by = (t["client"] + t["broker"]) / t["client"], "cores"
+    if t.get("thread") and 1.0 / t["thread"]["cores"] < gain:
+        gain, by = 1.0 / t["thread"]["cores"], "thread"
+    return {"ratio": r * gain, "by": by}
 
 
 def cpu_rows(result):
@@ -645,12 +648,13 @@ def cpu_markdown(result):
     for r in rows:
         t, k = r["tidemark"], r["kafka"]
         free = r["free_broker"]
-        if free is not None:
-            last = fmt_ratio(free)
-        elif t.get("thread_bound"):
-            last = "n/a: one client thread (%s) busy %.2f of a core" % (t["thread"]["name"], t["thread"]["cores"])
-        else:
+        if free is None:
             last = "n/a: not CPU-bound"
+        elif free["by"] == "thread":
+            last = "%s: then its thread %s at a full core (%.2f now)" % (
+                fmt_ratio(free["ratio"]), t["thread"]["name"], t["thread"]["cores"])
+        else:
+            last = fmt_ratio(free["ratio"])
         lines.append("| %s | %s | %.2f + %.2f | %.2f + %.2f | %s / %s | %s | %s |" % (
             _cell(r["id"]), _cell(r["metric"]), t["client"], t["broker"], k["client"], k["broker"],
             fmt_share(t["busy"]), fmt_share(k["busy"]), fmt_ratio(r["ratio"]), _cell(last)))
@@ -761,7 +765,7 @@ def render_doc(result, chart_rel):
         out.append("Each throughput as a share of the tightest of these limits on its path:\n\n" + shares)
     cpu = cpu_markdown(result)
     if cpu:
-        out.append(CPU_INTRO % (int(100 * CPU_BOUND_SHARE), int(100 * THREAD_BOUND_CORES)) + cpu)
+        out.append(CPU_INTRO % int(100 * CPU_BOUND_SHARE) + cpu)
     if chart_rel:
         out.append("![throughput and latency](%s)\n" % chart_rel)
     out.append(DOC_FOOTER)
@@ -774,9 +778,10 @@ share of the cores the host left the machine after steal). Client and broker sha
 2 cores, so where a run is CPU-bound (busy %d %% or more) each system's rate is about the
 cores divided by client + broker CPU per record, and the last column is the ratio
 Tidemark would show if its broker took no CPU at all, all else the same: the most
-any broker could show against Kafka here with this client. Where one client thread
-(`tm-load`'s busiest, e.g. librdkafka's thread for the broker) was busy %d %% of a core
-or more, that thread set the pace and freed cores would go unused.
+any broker could show against Kafka here with this client. One client thread cannot
+use more than a core, so where `tm-load`'s busiest thread (librdkafka's thread for the
+broker, which does its I/O and, over TLS, its encryption) would reach a full core first,
+that is the ceiling instead.
 
 """
 

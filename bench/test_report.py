@@ -182,20 +182,24 @@ class ArithmeticTest(unittest.TestCase):
         self.assertAlmostEqual(split["busy"], 1.0)
         self.assertTrue(split["bound"])
         # its rate would grow by (1.6 + 0.4) / 1.6 with the broker free
-        self.assertAlmostEqual(report.free_broker_ratio(1.25, split), 1.25 * 2.0 / 1.6)
+        self.assertEqual(report.free_broker_ratio(1.25, split), {"ratio": 1.25 * 2.0 / 1.6, "by": "cores"})
         # under steal the host leaves fewer cores: 1.5 busy of 2 * 0.75 is bound
         self.assertTrue(report.cpu_split(fig(1.0, 1.2, 0.3, steal=0.25), 2)["bound"])
         # one client thread's pace: not CPU-bound, no ceiling
         idle = report.cpu_split(fig(1.0, 1.0, 0.3), 2)
         self.assertFalse(idle["bound"])
         self.assertIsNone(report.free_broker_ratio(1.25, idle))
-        # one client thread busy all the time: freed cores would go unused
+        # the client's busiest thread at 0.8 of a core: freed cores lift it to 1.0 only
         runs = [report.cpu_between((0.0, 0.0, 0.0), (10.0, 10.0, 7.0), {"name": "rdk:broker1", "cores": c})
-                for c in (0.97, 0.99, 0.95)]
+                for c in (0.78, 0.8, 0.82)]
         tls = report.cpu_split(report.ok(1.0, [1.0] * 3, cpu=runs), 2)
-        self.assertTrue(tls["bound"] and tls["thread_bound"])
-        self.assertEqual(tls["thread"], {"name": "rdk:broker1", "cores": 0.97})
-        self.assertIsNone(report.free_broker_ratio(1.3, tls))
+        self.assertTrue(tls["bound"])
+        self.assertEqual(tls["thread"], {"name": "rdk:broker1", "cores": 0.8})
+        self.assertEqual(report.free_broker_ratio(1.3, tls), {"ratio": 1.3 / 0.8, "by": "thread"})
+        # a thread far from a full core leaves the cores to decide
+        runs2 = [dict(c, thread={"name": "x", "cores": 0.2}) for c in runs]
+        self.assertEqual(report.free_broker_ratio(1.3, report.cpu_split(report.ok(1.0, [1.0] * 3, cpu=runs2), 2)),
+                         {"ratio": 1.3 * 1.7, "by": "cores"})
         # a run without readings: no split
         self.assertIsNone(report.cpu_split(report.ok(1.0, [1.0, 2.0], cpu=[None, None]), 2))
         self.assertIsNone(report.cpu_split(report.failed("x"), 2))
@@ -205,13 +209,14 @@ class ArithmeticTest(unittest.TestCase):
             report.metric("p99", "ms", "lower", None, t, k)]}]}
         rows = report.cpu_rows(result)
         self.assertEqual([(r["id"], r["metric"]) for r in rows], [("2", "msgs")])
-        self.assertAlmostEqual(rows[0]["free_broker"], 1.25 * 2.0 / 1.6)
+        self.assertAlmostEqual(rows[0]["free_broker"]["ratio"], 1.25 * 2.0 / 1.6)
         md = report.cpu_markdown(result)
         self.assertIn("| 2 | msgs | 1.60 + 0.40 | 1.00 + 0.95 | 100 % / 98 % | 1.25x | 1.56x |", md)
         result["workloads"].append({"id": "7", "metrics": [
             report.metric("tls", "MB/s", "higher", 1.5, report.ok(260.0, [260.0] * 3, cpu=runs), k)]})
+        md = report.cpu_markdown(result)
         self.assertIn("| 7 | tls | 1.00 + 0.70 | 1.00 + 0.95 | 85 % / 98 % | 1.30x | "
-                      "n/a: one client thread (rdk:broker1) busy 0.97 of a core |", report.cpu_markdown(result))
+                      "1.62x: then its thread rdk:broker1 at a full core (0.80 now) |", md)
 
     def test_missing_key_is_a_failure(self):
         self.assertEqual(report.from_runs([{"x": 1}], "mb_per_s")["status"], "failed")
