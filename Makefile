@@ -64,6 +64,12 @@ bin/tidemark: $(BUILD)/broker/main.o $(BUILD)/libtidemark.a
 	@mkdir -p bin
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
+# The same broker linked inside $(BUILD): a build with other flags
+# (bench/run.sh's -O3 one) has a binary of its own instead of sharing
+# bin/tidemark, which the default build would relink behind its back.
+$(BUILD)/tidemark: $(BUILD)/broker/main.o $(BUILD)/libtidemark.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtidemark.a $(TEST_HELPER_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_HELPER_OBJ) $(BUILD)/libtidemark.a $(CHECK_LIBS) $(LIBS)

@@ -1,7 +1,7 @@
 """bench.py - runs Tidemark and Apache Kafka side by side and reports both.
 
 Started by bench/run.sh (which installs what is needed and builds
-bin/tidemark and build/bench/tm-load).  It starts each broker on free
+the broker and build/bench/tm-load).  It starts each broker on free
 loopback ports with the same settings, drives both with the same client
 (tm-load) and Kafka's Java perf tools, interleaving the repetitions
 (Tidemark, Kafka, Tidemark, Kafka ...) so that background load on a shared
@@ -1116,7 +1116,9 @@ def main():
         "seconds": SECONDS, "warmup_s": WARMUP, "backlog_mb": BACKLOG_MB, "e2e_rate": E2E_RATE,
         "e2e_linger_ms": E2E_LINGER_MS, "kafka_jvm": " ".join(KAFKA_JVM),
         "tidemark_flush_default": tidemark_flush_policy(),
+        "tidemark_bin": os.path.relpath(TIDEMARK_BIN, ROOT),
         "notes": [
+            "Tidemark: %s" % os.path.relpath(TIDEMARK_BIN, ROOT),
             "one node (KRaft, broker and controller roles) unless stated, num.partitions=1, "
             "topics made by CreateTopics with the partitions each workload names",
             "log.flush.interval.messages and log.flush.interval.ms unset: each broker's default flush "
