@@ -17,20 +17,29 @@ def conn(broker):
     return Conn(broker.host, broker.port, timeout=15)
 
 
-def test_api_versions_v3_has_response_header_v0_and_parses_exactly(broker):
-    with conn(broker) as c:
-        body = Writer().compact_string("tm-e2e").compact_string("1.0").tags().build()
-        corr = c.send(rawkafka.API_API_VERSIONS, 3, body, flexible=True)
-        frame = c.recv_frame()
-    r = Reader(frame)
-    assert r.i32() == corr
-    # No tagged-field byte after the correlation id: the body starts here.
+API_VERSIONS_V3 = Writer().compact_string("tm-e2e").compact_string("1.0").tags().build()
+
+
+def read_api_keys(r):
+    """An ApiVersions v3 body's error code (asserted 0) and api_keys array,
+    from Reader r: {api_key: (min, max)}."""
     assert r.i16() == 0, "error code"
     keys = {}
     for _ in range(r.uvarint() - 1):
         k, lo, hi = r.i16(), r.i16(), r.i16()
         r.skip_tags()
         keys[k] = (lo, hi)
+    return keys
+
+
+def test_api_versions_v3_has_response_header_v0_and_parses_exactly(broker):
+    with conn(broker) as c:
+        corr = c.send(rawkafka.API_API_VERSIONS, 3, API_VERSIONS_V3, flexible=True)
+        frame = c.recv_frame()
+    r = Reader(frame)
+    assert r.i32() == corr
+    # No tagged-field byte after the correlation id: the body starts here.
+    keys = read_api_keys(r)
     r.i32()  # throttle_time_ms
     r.skip_tags()
     assert r.remaining() == 0, "%d bytes left after the ApiVersions v3 body" % r.remaining()
@@ -40,15 +49,7 @@ def test_api_versions_v3_has_response_header_v0_and_parses_exactly(broker):
 
 def api_versions(conn):
     """ApiVersions v3 on `conn`: {api_key: (min, max)}."""
-    body = Writer().compact_string("tm-e2e").compact_string("1.0").tags().build()
-    r = conn.request(rawkafka.API_API_VERSIONS, 3, body, flexible=True)
-    assert r.i16() == 0, "error code"
-    keys = {}
-    for _ in range(r.uvarint() - 1):
-        k, lo, hi = r.i16(), r.i16(), r.i16()
-        r.skip_tags()
-        keys[k] = (lo, hi)
-    return keys
+    return read_api_keys(conn.request(rawkafka.API_API_VERSIONS, 3, API_VERSIONS_V3, flexible=True))
 
 
 def test_controller_listener_serves_only_the_quorums_apis(broker):
