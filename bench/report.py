@@ -265,21 +265,32 @@ def cpu_split(fig, nproc):
             "bound": busy is not None and busy >= CPU_BOUND_SHARE}
 
 
-def free_broker_ratio(r, tidemark_split):
-    """The ratio a throughput could show if Tidemark's broker cost nothing,
-    as {"ratio", "by"}: its runs being CPU-bound, the broker's cores would
-    go to the client, whose cost per unit stays, so Tidemark's rate grows
-    by (client + broker) / client ("by": "cores") -- but no more than its
-    busiest client thread allows, which cannot pass one core (1 / its
-    cores; "by": "thread": librdkafka does a broker's I/O in one thread).
-    None when Tidemark's runs were not CPU-bound (round trips or waiting
-    set the pace, not the cores)."""
+def free_broker_ratio(r, tidemark_split, limit=None):
+    """The ratio a throughput could show if Tidemark's broker cost no CPU
+    and answered at once, as {"ratio", "by"}.  The client's busiest thread
+    could then run a full core: Tidemark's rate grows by 1 / its cores
+    ("by": "thread"; librdkafka does a broker's I/O in one thread, so that
+    thread is what waits on the broker's answers).  Where the run was
+    CPU-bound, the client can only have the broker's cores on top of its
+    own, a gain of (client + broker) / client ("by": "cores"), whichever is
+    less.  limit, (limit key, gain) from the machine's limits (the disk,
+    loopback: binding_limit over Tidemark's figure), caps it too ("by": the
+    key).  None when neither the thread nor the cores bound it (no thread
+    reported and the run not CPU-bound: the Java tools on a partly idle
+    machine)."""
     t = tidemark_split
-    if r is None or not t or not t["bound"] or t["client"] <= 0:
+    if r is None or not t or t["client"] <= 0:
         return None
-    gain, by = (t["client"] + t["broker"]) / t["client"], "cores"
-    if t.get("thread") and 1.0 / t["thread"]["cores"] < gain:
-        gain, by = 1.0 / t["thread"]["cores"], "thread"
+    gains = []
+    if t.get("thread"):
+        gains.append((1.0 / t["thread"]["cores"], "thread"))
+    if t["bound"]:
+        gains.append(((t["client"] + t["broker"]) / t["client"], "cores"))
+    if not gains:
+        return None
+    if limit and is_finite(limit[1]) and limit[1] > 0:
+        gains.append((max(1.0, limit[1]), limit[0]))
+    gain, by = min(gains)
     return {"ratio": r * gain, "by": by}
 
 
@@ -301,9 +312,12 @@ def cpu_rows(result):
             if runs in seen:
                 continue
             seen.add(runs)
+            b = binding_limit(result.get("limits"), m.get("bound"))
+            tv = m["tidemark"].get("value")
+            limit = (b[0], b[2] / tv) if b and is_finite(tv) and tv > 0 else None
             out.append({"id": w["id"], "metric": m["name"], "target": m.get("target"),
                         "tidemark": t, "kafka": k, "ratio": m.get("ratio"),
-                        "free_broker": free_broker_ratio(m.get("ratio"), t)})
+                        "free_broker": free_broker_ratio(m.get("ratio"), t, limit)})
     return out
 
 
@@ -649,12 +663,14 @@ def cpu_markdown(result):
         t, k = r["tidemark"], r["kafka"]
         free = r["free_broker"]
         if free is None:
-            last = "n/a: not CPU-bound"
+            last = "n/a: not CPU-bound, no client thread reported"
         elif free["by"] == "thread":
-            last = "%s: then its thread %s at a full core (%.2f now)" % (
+            last = "%s: its thread %s at a full core (%.2f now)" % (
                 fmt_ratio(free["ratio"]), t["thread"]["name"], t["thread"]["cores"])
+        elif free["by"] == "cores":
+            last = "%s: the broker's cores to the client" % fmt_ratio(free["ratio"])
         else:
-            last = fmt_ratio(free["ratio"])
+            last = "%s: the machine's %s" % (fmt_ratio(free["ratio"]), LIMIT_NAMES.get(free["by"], free["by"]))
         lines.append("| %s | %s | %.2f + %.2f | %.2f + %.2f | %s / %s | %s | %s |" % (
             _cell(r["id"]), _cell(r["metric"]), t["client"], t["broker"], k["client"], k["broker"],
             fmt_share(t["busy"]), fmt_share(k["busy"]), fmt_ratio(r["ratio"]), _cell(last)))
@@ -774,14 +790,14 @@ def render_doc(result, chart_rel):
 
 CPU_INTRO = """Where the CPU went in each throughput's measured runs (medians; cores = CPU
 seconds per second of the run, clients and brokers apart; *busy* = both together, as a
-share of the cores the host left the machine after steal). Client and broker share the
-2 cores, so where a run is CPU-bound (busy %d %% or more) each system's rate is about the
-cores divided by client + broker CPU per record, and the last column is the ratio
-Tidemark would show if its broker took no CPU at all, all else the same: the most
-any broker could show against Kafka here with this client. One client thread cannot
-use more than a core, so where `tm-load`'s busiest thread (librdkafka's thread for the
-broker, which does its I/O and, over TLS, its encryption) would reach a full core first,
-that is the ceiling instead.
+share of the cores the host left the machine after steal). The last column is the ratio
+Tidemark would show if its broker cost no CPU and answered at once, all else the same:
+the most any broker could show against Kafka here with this client. Two things cap it.
+`tm-load`'s busiest thread (librdkafka's thread for the broker, which does that
+connection's I/O, parsing and, over TLS, encryption, and waits on the broker's answers)
+cannot pass a full core. Where a run is CPU-bound (busy %d %% or more; client and
+broker share the 2 cores), the client can have only the broker's cores on top of its own.
+And no throughput passes the machine's limit on its path (the table above).
 
 """
 

@@ -185,10 +185,17 @@ class ArithmeticTest(unittest.TestCase):
         self.assertEqual(report.free_broker_ratio(1.25, split), {"ratio": 1.25 * 2.0 / 1.6, "by": "cores"})
         # under steal the host leaves fewer cores: 1.5 busy of 2 * 0.75 is bound
         self.assertTrue(report.cpu_split(fig(1.0, 1.2, 0.3, steal=0.25), 2)["bound"])
-        # one client thread's pace: not CPU-bound, no ceiling
+        # not CPU-bound and no thread reported (the Java tools): no ceiling
         idle = report.cpu_split(fig(1.0, 1.0, 0.3), 2)
         self.assertFalse(idle["bound"])
         self.assertIsNone(report.free_broker_ratio(1.25, idle))
+        # not CPU-bound, the client's thread waiting a fifth of the time on answers
+        waits = [{"wall_s": 10.0, "client_s": 10.0, "broker_s": 2.0, "thread": {"name": "rdk:broker1", "cores": 0.8}}]
+        split = report.cpu_split(report.ok(1.0, [1.0], cpu=waits), 2)
+        self.assertFalse(split["bound"])
+        free = report.free_broker_ratio(1.2, split)
+        self.assertEqual(free["by"], "thread")
+        self.assertAlmostEqual(free["ratio"], 1.5)
         # the client's busiest thread at 0.8 of a core: freed cores lift it to 1.0 only
         runs = [report.cpu_between((0.0, 0.0, 0.0), (10.0, 10.0, 7.0), {"name": "rdk:broker1", "cores": c})
                 for c in (0.78, 0.8, 0.82)]
@@ -200,6 +207,10 @@ class ArithmeticTest(unittest.TestCase):
         runs2 = [dict(c, thread={"name": "x", "cores": 0.2}) for c in runs]
         self.assertEqual(report.free_broker_ratio(1.3, report.cpu_split(report.ok(1.0, [1.0] * 3, cpu=runs2), 2)),
                          {"ratio": 1.3 * 1.7, "by": "cores"})
+        # the machine's limit caps it too: here the disk allows 1.1x Tidemark's rate
+        self.assertEqual(report.free_broker_ratio(1.3, tls, ("disk_seq_write_mb_per_s", 1.1))["by"],
+                         "disk_seq_write_mb_per_s")
+        self.assertEqual(report.free_broker_ratio(1.3, tls, ("disk_seq_write_mb_per_s", 0.9))["ratio"], 1.3)
         # a run without readings: no split
         self.assertIsNone(report.cpu_split(report.ok(1.0, [1.0, 2.0], cpu=[None, None]), 2))
         self.assertIsNone(report.cpu_split(report.failed("x"), 2))
@@ -211,12 +222,13 @@ class ArithmeticTest(unittest.TestCase):
         self.assertEqual([(r["id"], r["metric"]) for r in rows], [("2", "msgs")])
         self.assertAlmostEqual(rows[0]["free_broker"]["ratio"], 1.25 * 2.0 / 1.6)
         md = report.cpu_markdown(result)
-        self.assertIn("| 2 | msgs | 1.60 + 0.40 | 1.00 + 0.95 | 100 % / 98 % | 1.25x | 1.56x |", md)
+        self.assertIn("| 2 | msgs | 1.60 + 0.40 | 1.00 + 0.95 | 100 % / 98 % | 1.25x | "
+                      "1.56x: the broker's cores to the client |", md)
         result["workloads"].append({"id": "7", "metrics": [
             report.metric("tls", "MB/s", "higher", 1.5, report.ok(260.0, [260.0] * 3, cpu=runs), k)]})
         md = report.cpu_markdown(result)
         self.assertIn("| 7 | tls | 1.00 + 0.70 | 1.00 + 0.95 | 85 % / 98 % | 1.30x | "
-                      "1.62x: then its thread rdk:broker1 at a full core (0.80 now) |", md)
+                      "1.62x: its thread rdk:broker1 at a full core (0.80 now) |", md)
 
     def test_missing_key_is_a_failure(self):
         self.assertEqual(report.from_runs([{"x": 1}], "mb_per_s")["status"], "failed")
