@@ -792,7 +792,7 @@ CPU_INTRO = """Where the CPU went in each throughput's measured runs (medians; c
 seconds per second of the run, clients and brokers apart; *busy* = both together, as a
 share of the cores the host left the machine after steal). The last column is the ratio
 Tidemark would show if its broker cost no CPU and answered at once, all else the same:
-the most any broker could show against Kafka here with this client. Two things cap it.
+the most any broker could show against Kafka here with this client. Three things cap it.
 `tm-load`'s busiest thread (librdkafka's thread for the broker, which does that
 connection's I/O, parsing and, over TLS, encryption, and waits on the broker's answers)
 cannot pass a full core. Where a run is CPU-bound (busy %d %% or more; client and
