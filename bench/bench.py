@@ -1111,14 +1111,15 @@ def main():
     w6["rss_idle"] = {s: report.ok(report.parse_proc_status(read_proc(c.nodes[0].pid, "status"))
                                    .get("VmRSS", 0) / report.MB) for s, c in clusters.items()}
     w6["rss_idle"].update(start_errs)
+    tidemark_bin = os.path.relpath(TIDEMARK_BIN, ROOT)
     result["settings"] = {
         "kafka_version": KAFKA_VERSION, "librdkafka": librdkafka_version(), "reps": REPS,
         "seconds": SECONDS, "warmup_s": WARMUP, "backlog_mb": BACKLOG_MB, "e2e_rate": E2E_RATE,
         "e2e_linger_ms": E2E_LINGER_MS, "kafka_jvm": " ".join(KAFKA_JVM),
         "tidemark_flush_default": tidemark_flush_policy(),
-        "tidemark_bin": os.path.relpath(TIDEMARK_BIN, ROOT),
+        "tidemark_bin": tidemark_bin,
         "notes": [
-            "Tidemark: %s" % os.path.relpath(TIDEMARK_BIN, ROOT),
+            "Tidemark: %s" % tidemark_bin,
             "one node (KRaft, broker and controller roles) unless stated, num.partitions=1, "
             "topics made by CreateTopics with the partitions each workload names",
             "log.flush.interval.messages and log.flush.interval.ms unset: each broker's default flush "

@@ -70,7 +70,6 @@
 /* A frame with at least this much still to come is read into its
  * own buffer (conn_fill_pending); a smaller one through the input evbuffer. */
 #define CONN_READ_DIRECT_MIN 4096
-
 struct tm_conn {
 	struct tm_conn *prev, *next;  /* the broker's connections */
 	struct tm_broker *b;
@@ -96,6 +95,7 @@ struct tm_conn {
 struct tm_listen_ctx {
 	struct tm_broker *b;
 	const struct tm_listener *l;
+	bool controller; /* l is in controller.listener.names */
 };
 
 static struct tm_listen_ctx listen_ctx[TM_MAX_LISTENERS];
@@ -609,7 +609,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	c->b = b;
 	c->listener = ctx->l;
-	c->on_controller = config_is_controller_listener(&b->cfg, ctx->l->name);
+	c->on_controller = ctx->controller;
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 	if (sa->sa_family == AF_INET) {
@@ -681,6 +681,7 @@ static int listen_on(struct tm_broker *b, const struct tm_listener *l, int idx)
 	}
 	listen_ctx[idx].b = b;
 	listen_ctx[idx].l = l;
+	listen_ctx[idx].controller = config_is_controller_listener(&b->cfg, l->name);
 	struct evconnlistener *el = evconnlistener_new_bind(
 		b->base, accept_cb, &listen_ctx[idx], LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 512,
 		pick->ai_addr, (int)pick->ai_addrlen);
