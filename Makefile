@@ -87,12 +87,12 @@ run: all
 # performed by io_flush while the ring is idle), then with every operation
 # through the kernel's ring (TIDEMARK_IO=uring).
 STORAGE_UNIT_BIN := $(filter $(BUILD)/tests/test_storage%,$(UNIT_BIN))
-unit: deps $(UNIT_BIN)
+unit: test-deps $(UNIT_BIN)
 	@sh tests/run-suite.sh $(UNIT_BIN)
 	@echo "storage suites, every operation through io_uring (TIDEMARK_IO=uring):"
 	@TIDEMARK_IO=uring sh tests/run-suite.sh $(filter-out %_io_sync %_crc32c,$(STORAGE_UNIT_BIN))
 
-sim: deps $(SIM_BIN)
+sim: test-deps $(SIM_BIN)
 	@sh tests/run-suite.sh $(SIM_BIN)
 
 e2e: test-deps bin/tidemark
@@ -106,9 +106,10 @@ asan:
 purity:
 	@sh tests/check-purity.sh
 
-test: all purity unit sim asan e2e fuzz bench-quick
+# test-deps first: the unit and simulation suites link Check, fuzz needs clang.
+test: test-deps all purity unit sim asan e2e fuzz bench-quick
 
-fuzz: deps
+fuzz: test-deps
 	@sh tests/fuzz/run.sh
 
 test-deploy:
