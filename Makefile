@@ -11,6 +11,8 @@
 #
 # Sources are found by wildcard per module, so adding a file needs no edit here.
 
+.DEFAULT_GOAL := all
+
 CC      ?= gcc
 BUILD   ?= build
 OPT     ?= -O2
