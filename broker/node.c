@@ -470,6 +470,34 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	node_stop(b);
 }
 
+/* Kafka stops a broker once every one of its log directories has failed,
+ * and the controller hands its partitions to the other replicas.  A Tidemark
+ * node has one log directory, so the first log that cannot be written is
+ * that.  With other brokers to take over, the node asks for a controlled
+ * shutdown (its leadership and ISR memberships move to replicas that hold
+ * every acknowledged record) and then stops with exit status 1.  Alone, it
+ * has no one to hand over to: it keeps serving, and appends answer
+ * KAFKA_STORAGE_ERROR until it is restarted with the disk fixed. */
+void node_log_dir_failed(struct tm_broker *b)
+{
+	if (b->log_dir_failed || b->stopping)
+		return;
+	b->log_dir_failed = true;
+	if (shutdown_wanted(b)) {
+		b->stop_for_log_dir = true; /* already leaving */
+		return;
+	}
+	if (shutdown_begin(b, tm_mono_ms())) {
+		b->stop_for_log_dir = true;
+		tm_error("node", "the log directory %s has failed: moving this node's partitions to the other brokers, "
+			 "then stopping (free disk space or replace the disk, then start the broker again)", b->cfg.log_dir);
+		return;
+	}
+	tm_error("node", "the log directory %s has failed and no other broker can take over its partitions: "
+		 "serving on, appends answer KAFKA_STORAGE_ERROR until the broker is restarted with the disk fixed",
+		 b->cfg.log_dir);
+}
+
 static int lock_dir(const char *dir)
 {
 	char path[1200];
@@ -586,7 +614,7 @@ int node_run(const struct tm_config *cfg)
 	event_free(b->start_ev);
 	event_free(b->sigint_ev);
 	event_free(b->sigterm_ev);
-	rc = 0;
+	rc = b->stop_for_log_dir ? -EIO : 0;
 	fetch_abort_all(b);
 	metrics_http_stop(b);
 err_server:
@@ -619,6 +647,8 @@ err_free:
 	md_image_deinit(&b->md);
 	if (!rc)
 		tm_info("node", "stopped cleanly");
+	else if (b->stop_for_log_dir)
+		tm_error("node", "stopped: the log directory %s has failed", cfg->log_dir);
 	free(b);
 	return rc;
 }

@@ -521,6 +521,7 @@ static void append_done(void *arg, int err)
 	if (err) {
 		tm_error("partition", "%s-%d: append failed: %s; the log directory is offline, answering KAFKA_STORAGE_ERROR",
 			 p->topic->name, p->index, strerror(-err));
+		node_log_dir_failed(p->b);
 		op->cb(op->arg, TM_ERR_KAFKA_STORAGE_ERROR, &op->res);
 		free(op);
 		return;

@@ -63,6 +63,17 @@
 #include "storage/io.h"
 #include "storage/log.h"
 
+/* The metadata log's disk failed where Raft cannot go on without it: a vote
+ * or a truncation that is not durable, a snapshot that cannot be written.
+ * The node stops at once, before any message that relies on it leaves, with
+ * exit status 1 (Kafka halts on a failed metadata log directory too); a
+ * restart with the disk fixed rejoins the quorum.  Internal inconsistencies
+ * still abort(). */
+static _Noreturn void q_halt(void)
+{
+	_exit(1);
+}
+
 #define Q_TOPIC "__cluster_metadata"
 #define Q_APPLY_CHUNK_BYTES (4u << 20)
 #define Q_RPC_TIMEOUT_MS 5000
@@ -625,7 +636,7 @@ static void q_snap_install(struct tm_quorum *q, struct md_snapshot_id id, const 
 		unlink(part);
 		tm_error("quorum", "the metadata snapshot fetched from node %d does not load; stopping (a restart "
 			 "fetches it again)", raft_leader_id(&q->raft));
-		abort();
+		q_halt();
 	}
 	q->installing = true;
 	int rc = log_truncate_fully_and_start_at(q->mlog, id.end_offset);
@@ -635,7 +646,7 @@ static void q_snap_install(struct tm_quorum *q, struct md_snapshot_id id, const 
 		rc = q_fsync_dir(q->dir);
 	if (rc) {
 		tm_error("quorum", "cannot install metadata snapshot %s: %s; stopping", path, strerror(-rc));
-		abort();
+		q_halt();
 	}
 	uint64_t seq = b->md.change_seq;
 	md_image_deinit(&b->md);
@@ -677,7 +688,7 @@ static void q_snap_chunk(struct tm_quorum *q, const struct raft_action *a)
 		if (q->snap_in_fd < 0) {
 			tm_error("quorum", "cannot write metadata snapshot %s: %s; stopping", part,
 				 q->snap_in_fd == -EFBIG ? "larger than 1 GiB" : strerror(errno));
-			abort();
+			q_halt();
 		}
 		tm_info("quorum", "fetching metadata snapshot %s (%" PRId64 " bytes) from node %d: this node's log "
 			"is behind the leader's log start", part, a->u.chunk.size, raft_leader_id(&q->raft));
@@ -692,7 +703,7 @@ static void q_snap_chunk(struct tm_quorum *q, const struct raft_action *a)
 		rc = -errno;
 	if (rc) {
 		tm_error("quorum", "cannot write metadata snapshot %s: %s; stopping", part, strerror(-rc));
-		abort();
+		q_halt();
 	}
 	if (!a->u.chunk.done)
 		return;
@@ -817,6 +828,7 @@ static void q_append_done(void *arg, int err)
 	if (err) {
 		tm_error("quorum", "metadata log write failed: %s; this node stops taking part in the quorum",
 			 strerror(-err));
+		node_log_dir_failed(q->b);
 		return;
 	}
 	if (q->stopping)
@@ -1523,7 +1535,7 @@ static void q_perform(struct tm_quorum *q, const struct raft_action *a)
 		if (rc) {
 			tm_error("quorum", "cannot write %s/quorum-state: %s; stopping, a vote must never be forgotten",
 				 q->dir, strerror(-rc));
-			abort();
+			q_halt();
 		}
 		break;
 	}
@@ -1535,7 +1547,7 @@ static void q_perform(struct tm_quorum *q, const struct raft_action *a)
 		if (rc) {
 			tm_error("quorum", "cannot truncate the metadata log to %" PRId64 ": %s", a->u.truncate_offset,
 				 strerror(-rc));
-			abort();
+			q_halt();
 		}
 		break;
 	}

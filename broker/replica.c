@@ -250,6 +250,7 @@ static void replica_append_done(void *arg, int err)
 	if (err) {
 		tm_error("replica", "%s-%d: cannot append replicated data: %s; the log directory is offline",
 			 p->topic->name, p->index, strerror(-err));
+		node_log_dir_failed(ra->b);
 	} else {
 		partition_set_follower_hw(p, ra->leader_hw);
 	}
