@@ -94,8 +94,9 @@ struct tm_broker {
 	struct tm_conn *conns;      /* every open client connection */
 	bool stopping;
 	bool serving;                /* listeners up, registration committed */
-	bool log_dir_failed;         /* a log could not be written: node_log_dir_failed */
-	bool stop_for_log_dir;       /* stopping because of it: exit status 1 */
+	bool log_dir_failed;         /* a log went offline: node.c log_dir_tick */
+	bool log_dir_handover;       /* its controlled shutdown has begun */
+	bool log_dir_alone_said;
 	struct tm_metrics metrics;
 	struct evhttp *http;
 	struct evdns_base *dns;      /* peers' name resolution (peer.c), made on first use */
@@ -120,11 +121,6 @@ struct tm_broker {
 	struct tm_group_coordinator *groups;
 	struct replica_fetcher *fetchers; /* follower fetchers, one per source leader (replica.c) */
 };
-
-/* ---- node.c ---- */
-/* A partition's log could not be written (a full disk, an I/O error): the
- * log directory has failed.  Called by the append paths; see node.c. */
-void node_log_dir_failed(struct tm_broker *b);
 
 /* ---- server.c ---- */
 /* Binds the controller listeners, or the client (broker) listeners. */

@@ -409,6 +409,7 @@ static void node_maintain(struct tm_broker *b)
 }
 
 static void node_stop(struct tm_broker *b);
+static void log_dir_tick(struct tm_broker *b, int64_t now_ms);
 
 static void start_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -436,6 +437,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	controller_tick(b, mono);
 	replication_tick(b, mono);
 	node_maintain(b);
+	log_dir_tick(b, mono);
 	if (shutdown_poll(b, mono))
 		node_stop(b);
 	groups_tick(b, mono);
@@ -472,30 +474,45 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* Kafka stops a broker once every one of its log directories has failed,
  * and the controller hands its partitions to the other replicas.  A Tidemark
- * node has one log directory, so the first log that cannot be written is
- * that.  With other brokers to take over, the node asks for a controlled
- * shutdown (its leadership and ISR memberships move to replicas that hold
- * every acknowledged record) and then stops with exit status 1.  Alone, it
- * has no one to hand over to: it keeps serving, and appends answer
- * KAFKA_STORAGE_ERROR until it is restarted with the disk fixed. */
-void node_log_dir_failed(struct tm_broker *b)
+ * node has one log directory, so any log the storage engine took offline (a
+ * write, fsync, roll, index or checkpoint that failed: a full disk, EIO) is
+ * that.  Each tick looks, and then:
+ *  - with other live brokers, the node asks for a controlled shutdown (its
+ *    leadership and ISR memberships move to replicas that hold every
+ *    acknowledged record) and stops once it is done, with exit status 1;
+ *  - when it is the active controller and its metadata log is what failed,
+ *    nothing it decides can be committed: with other voters, it stops at
+ *    once, and one that can write takes over (and fences it);
+ *  - alone, it keeps serving what it can, appends answer KAFKA_STORAGE_ERROR,
+ *    and it hands over as soon as another broker is live.
+ * Any stop after the failure exits with status 1. */
+static void log_dir_tick(struct tm_broker *b, int64_t now_ms)
 {
-	if (b->log_dir_failed || b->stopping)
+	if (b->stopping || b->log_dir_handover)
 		return;
-	b->log_dir_failed = true;
-	if (shutdown_wanted(b)) {
-		b->stop_for_log_dir = true; /* already leaving */
+	if (!b->log_dir_failed) {
+		if (!partitions_any_log_offline(b) && !quorum_log_offline(b))
+			return;
+		b->log_dir_failed = true;
+		tm_error("node", "the log directory %s has failed (free disk space or replace the disk, then start "
+			 "the broker again)", b->cfg.log_dir);
+	}
+	if (quorum_is_leader(b) && quorum_log_offline(b) && b->cfg.voter_count > 1) {
+		tm_error("node", "the metadata log cannot be written on the active controller: stopping at once");
+		node_stop(b);
 		return;
 	}
-	if (shutdown_begin(b, tm_mono_ms())) {
-		b->stop_for_log_dir = true;
+	if (shutdown_wanted(b) || shutdown_begin(b, now_ms)) {
+		b->log_dir_handover = true;
 		tm_error("node", "the log directory %s has failed: moving this node's partitions to the other brokers, "
-			 "then stopping (free disk space or replace the disk, then start the broker again)", b->cfg.log_dir);
+			 "then stopping", b->cfg.log_dir);
 		return;
 	}
-	tm_error("node", "the log directory %s has failed and no other broker can take over its partitions: "
-		 "serving on, appends answer KAFKA_STORAGE_ERROR until the broker is restarted with the disk fixed",
-		 b->cfg.log_dir);
+	if (!b->log_dir_alone_said) {
+		b->log_dir_alone_said = true;
+		tm_error("node", "no other live broker can take over this node's partitions yet: serving on, appends "
+			 "answer KAFKA_STORAGE_ERROR; the node hands over once another broker is live");
+	}
 }
 
 static int lock_dir(const char *dir)
@@ -614,7 +631,7 @@ int node_run(const struct tm_config *cfg)
 	event_free(b->start_ev);
 	event_free(b->sigint_ev);
 	event_free(b->sigterm_ev);
-	rc = b->stop_for_log_dir ? -EIO : 0;
+	rc = b->log_dir_failed ? -EIO : 0;
 	fetch_abort_all(b);
 	metrics_http_stop(b);
 err_server:
@@ -647,7 +664,7 @@ err_free:
 	md_image_deinit(&b->md);
 	if (!rc)
 		tm_info("node", "stopped cleanly");
-	else if (b->stop_for_log_dir)
+	else if (b->log_dir_failed)
 		tm_error("node", "stopped: the log directory %s has failed", cfg->log_dir);
 	free(b);
 	return rc;

@@ -521,7 +521,6 @@ static void append_done(void *arg, int err)
 	if (err) {
 		tm_error("partition", "%s-%d: append failed: %s; the log directory is offline, answering KAFKA_STORAGE_ERROR",
 			 p->topic->name, p->index, strerror(-err));
-		node_log_dir_failed(p->b);
 		op->cb(op->arg, TM_ERR_KAFKA_STORAGE_ERROR, &op->res);
 		free(op);
 		return;
@@ -793,6 +792,21 @@ void partitions_close_all(struct tm_broker *b)
 			break;
 		topic_drop(b, tt, false);
 	}
+}
+
+bool partitions_any_log_offline(struct tm_broker *b)
+{
+	for (size_t i = 0; i < b->topics.cap; i++) {
+		if (!b->topics.slots[i].key)
+			continue;
+		struct tm_topic *tt = b->topics.slots[i].value;
+		for (int32_t j = 0; j < tt->n_parts; j++) {
+			struct tm_partition *p = tt->parts[j];
+			if (p && p->log && log_dir_offline(p->log))
+				return true;
+		}
+	}
+	return false;
 }
 
 void partitions_tick(struct tm_broker *b, int64_t now_ms)

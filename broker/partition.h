@@ -84,6 +84,8 @@ int partitions_sync(struct tm_broker *b);
 void partitions_close_all(struct tm_broker *b);
 /* Periodic work: retention and segment roll. */
 void partitions_tick(struct tm_broker *b, int64_t now_ms);
+/* Whether any partition's log is offline (a write or fsync failed). */
+bool partitions_any_log_offline(struct tm_broker *b);
 
 struct tm_topic *topic_by_name(struct tm_broker *b, const char *name, size_t len);
 struct tm_topic *topic_by_id(struct tm_broker *b, const struct kuuid *id);

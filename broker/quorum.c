@@ -64,7 +64,8 @@
 #include "storage/log.h"
 
 /* The metadata log's disk failed where Raft cannot go on without it: a vote
- * or a truncation that is not durable, a snapshot that cannot be written.
+ * or a truncation that is not durable, a snapshot that cannot be written
+ * (or, fetched from the leader, does not load).
  * The node stops at once, before any message that relies on it leaves, with
  * exit status 1 (Kafka halts on a failed metadata log directory too); a
  * restart with the disk fixed rejoins the quorum.  Internal inconsistencies
@@ -828,7 +829,6 @@ static void q_append_done(void *arg, int err)
 	if (err) {
 		tm_error("quorum", "metadata log write failed: %s; this node stops taking part in the quorum",
 			 strerror(-err));
-		node_log_dir_failed(q->b);
 		return;
 	}
 	if (q->stopping)
@@ -1923,6 +1923,12 @@ int quorum_propose(struct tm_broker *b, const uint8_t *batch, size_t len, uint32
 }
 
 /* ---- queries ---------------------------------------------------------------------------- */
+
+bool quorum_log_offline(const struct tm_broker *b)
+{
+	const struct tm_quorum *q = Q(b);
+	return q && q->mlog && log_dir_offline(q->mlog);
+}
 
 bool quorum_is_leader(const struct tm_broker *b)
 {

@@ -29,6 +29,8 @@ void quorum_stop(struct tm_broker *b);
 void quorum_tick(struct tm_broker *b, int64_t now_ms);
 
 bool quorum_is_leader(const struct tm_broker *b);
+/* Whether the metadata log is offline (a write or fsync failed). */
+bool quorum_log_offline(const struct tm_broker *b);
 int32_t quorum_leader_id(const struct tm_broker *b);
 int32_t quorum_epoch(const struct tm_broker *b);
 /* True once the image holds everything below the high watermark the node

@@ -250,7 +250,6 @@ static void replica_append_done(void *arg, int err)
 	if (err) {
 		tm_error("replica", "%s-%d: cannot append replicated data: %s; the log directory is offline",
 			 p->topic->name, p->index, strerror(-err));
-		node_log_dir_failed(ra->b);
 	} else {
 		partition_set_follower_hw(p, ra->leader_hw);
 	}
@@ -457,8 +456,9 @@ void replication_tick(struct tm_broker *b, int64_t now_ms)
 		struct tm_topic *tt = b->topics.slots[i].value;
 		for (int32_t j = 0; j < tt->n_parts; j++) {
 			struct tm_partition *p = tt->parts[j];
-			if (!p || !p->log || p->is_leader || p->leader_id < 0 || p->leader_id == b->cfg.node_id)
-				continue;
+			if (!p || !p->log || p->is_leader || p->leader_id < 0 || p->leader_id == b->cfg.node_id ||
+			    log_dir_offline(p->log))
+				continue; /* an offline log fetches nothing: no fetcher made, idle and freed each tick */
 			struct replica_fetcher *f = fetcher_for(b, p->leader_id);
 			if (f && !f->inflight && now_ms >= f->backoff_until_ms)
 				fetcher_send(f, now_ms);

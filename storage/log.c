@@ -23,7 +23,8 @@
  *
  * Failure.  A write or fsync error (or ENOSPC) marks the log offline: that
  * chain's callbacks and every staged one get the errno, later calls fail
- * fast with it, and nothing is written any more; the process stays up.
+ * fast with it, and nothing is written any more.  log_dir_offline() says so;
+ * the broker (broker/node.c) then hands the node's partitions over and stops.
  *
  * Invariants: segs[] sorted by base, never empty, the last one active;
  * log_start <= flushed <= written <= leo; staged ops and the chain hold a
