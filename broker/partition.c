@@ -366,19 +366,14 @@ int partition_follower_fetched(struct tm_partition *p, int32_t replica, int64_t 
 
 void partitions_isr_tick(struct tm_broker *b, int64_t now_ms)
 {
-	for (size_t i = 0; i < b->topics.cap; i++) {
-		if (!b->topics.slots[i].key)
+	struct partition_cursor c = { 0 };
+	for (struct tm_partition *p; (p = partitions_next(b, &c));) {
+		if (!p->is_leader || !p->log || p->isr.n_isr <= 1)
 			continue;
-		struct tm_topic *tt = b->topics.slots[i].value;
-		for (int32_t j = 0; j < tt->n_parts; j++) {
-			struct tm_partition *p = tt->parts[j];
-			if (!p || !p->is_leader || !p->log || p->isr.n_isr <= 1)
-				continue;
-			int32_t want[ISR_REPLICAS_MAX];
-			int n = isr_shrink(&p->isr, now_ms, b->cfg.replica_lag_time_max_ms, want);
-			if (n > 0)
-				partition_propose_isr(p, want, n, "a follower fell behind (replica.lag.time.max.ms)");
-		}
+		int32_t want[ISR_REPLICAS_MAX];
+		int n = isr_shrink(&p->isr, now_ms, b->cfg.replica_lag_time_max_ms, want);
+		if (n > 0)
+			partition_propose_isr(p, want, n, "a follower fell behind (replica.lag.time.max.ms)");
 	}
 }
 
@@ -794,31 +789,34 @@ void partitions_close_all(struct tm_broker *b)
 	}
 }
 
-bool partitions_any_log_offline(struct tm_broker *b)
+struct tm_partition *partitions_next(struct tm_broker *b, struct partition_cursor *c)
 {
-	for (size_t i = 0; i < b->topics.cap; i++) {
-		if (!b->topics.slots[i].key)
+	for (; c->slot < b->topics.cap; c->slot++, c->index = 0) {
+		if (!b->topics.slots[c->slot].key)
 			continue;
-		struct tm_topic *tt = b->topics.slots[i].value;
-		for (int32_t j = 0; j < tt->n_parts; j++) {
-			struct tm_partition *p = tt->parts[j];
-			if (p && p->log && log_dir_offline(p->log))
-				return true;
+		struct tm_topic *tt = b->topics.slots[c->slot].value;
+		while (c->index < tt->n_parts) {
+			struct tm_partition *p = tt->parts[c->index++];
+			if (p)
+				return p;
 		}
 	}
+	return NULL;
+}
+
+bool partitions_any_log_offline(struct tm_broker *b)
+{
+	struct partition_cursor c = { 0 };
+	for (struct tm_partition *p; (p = partitions_next(b, &c));)
+		if (p->log && log_dir_offline(p->log))
+			return true;
 	return false;
 }
 
 void partitions_tick(struct tm_broker *b, int64_t now_ms)
 {
-	for (size_t i = 0; i < b->topics.cap; i++) {
-		if (!b->topics.slots[i].key)
-			continue;
-		struct tm_topic *tt = b->topics.slots[i].value;
-		for (int32_t j = 0; j < tt->n_parts; j++) {
-			struct tm_partition *p = tt->parts[j];
-			if (p && p->log && !log_dir_offline(p->log))
-				log_enforce_retention(p->log, now_ms);
-		}
-	}
+	struct partition_cursor c = { 0 };
+	for (struct tm_partition *p; (p = partitions_next(b, &c));)
+		if (p->log && !log_dir_offline(p->log))
+			log_enforce_retention(p->log, now_ms);
 }

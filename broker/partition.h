@@ -87,6 +87,16 @@ void partitions_tick(struct tm_broker *b, int64_t now_ms);
 /* Whether any partition's log is offline (a write or fsync failed). */
 bool partitions_any_log_offline(struct tm_broker *b);
 
+/* Walks every partition of every topic this node holds:
+ *   struct partition_cursor c = { 0 };
+ *   for (struct tm_partition *p; (p = partitions_next(b, &c));) ...
+ * The walk must not add or drop topics. */
+struct partition_cursor {
+	size_t slot;
+	int32_t index;
+};
+struct tm_partition *partitions_next(struct tm_broker *b, struct partition_cursor *c);
+
 struct tm_topic *topic_by_name(struct tm_broker *b, const char *name, size_t len);
 struct tm_topic *topic_by_id(struct tm_broker *b, const struct kuuid *id);
 struct tm_partition *partition_get(struct tm_broker *b, struct kstr topic, int32_t index);

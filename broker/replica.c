@@ -450,19 +450,14 @@ void replication_tick(struct tm_broker *b, int64_t now_ms)
 	if (b->stopping)
 		return;
 	/* Which leaders do we follow? */
-	for (size_t i = 0; i < b->topics.cap; i++) {
-		if (!b->topics.slots[i].key)
-			continue;
-		struct tm_topic *tt = b->topics.slots[i].value;
-		for (int32_t j = 0; j < tt->n_parts; j++) {
-			struct tm_partition *p = tt->parts[j];
-			if (!p || !p->log || p->is_leader || p->leader_id < 0 || p->leader_id == b->cfg.node_id ||
-			    log_dir_offline(p->log))
-				continue; /* an offline log fetches nothing: no fetcher made, idle and freed each tick */
-			struct replica_fetcher *f = fetcher_for(b, p->leader_id);
-			if (f && !f->inflight && now_ms >= f->backoff_until_ms)
-				fetcher_send(f, now_ms);
-		}
+	struct partition_cursor c = { 0 };
+	for (struct tm_partition *p; (p = partitions_next(b, &c));) {
+		if (!p->log || p->is_leader || p->leader_id < 0 || p->leader_id == b->cfg.node_id ||
+		    log_dir_offline(p->log))
+			continue; /* an offline log fetches nothing: no fetcher made, idle and freed each tick */
+		struct replica_fetcher *f = fetcher_for(b, p->leader_id);
+		if (f && !f->inflight && now_ms >= f->backoff_until_ms)
+			fetcher_send(f, now_ms);
 	}
 	for (struct replica_fetcher *f = b->fetchers, *next; f; f = next) {
 		next = f->next;
