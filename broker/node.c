@@ -480,28 +480,45 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
  *  - with other live brokers, the node asks for a controlled shutdown (its
  *    leadership and ISR memberships move to replicas that hold every
  *    acknowledged record) and stops once it is done, with exit status 1;
- *  - when it is the active controller and its metadata log is what failed,
- *    nothing it decides can be committed: with other voters, it stops at
- *    once, and one that can write takes over (and fences it);
+ *  - when its metadata log is what failed and it is the active controller
+ *    (with other voters) or not serving yet, it stops at once: nothing it
+ *    decides can be committed, and it cannot catch up or register; a voter
+ *    that can write takes over (and fences it);
  *  - alone, it keeps serving what it can, appends answer KAFKA_STORAGE_ERROR,
  *    and it hands over as soon as another broker is live.
  * Any stop after the failure exits with status 1. */
+static bool log_dir_offline_now(struct tm_broker *b)
+{
+	return partitions_any_log_offline(b) || quorum_log_offline(b);
+}
+
 static void log_dir_tick(struct tm_broker *b, int64_t now_ms)
 {
-	if (b->stopping || b->log_dir_handover)
+	if (b->stopping)
 		return;
 	if (!b->log_dir_failed) {
-		if (!partitions_any_log_offline(b) && !quorum_log_offline(b))
+		if (!log_dir_offline_now(b))
 			return;
 		b->log_dir_failed = true;
 		tm_error("node", "the log directory %s has failed (free disk space or replace the disk, then start "
 			 "the broker again)", b->cfg.log_dir);
 	}
-	if (quorum_is_leader(b) && quorum_log_offline(b) && b->cfg.voter_count > 1) {
-		tm_error("node", "the metadata log cannot be written on the active controller: stopping at once");
-		node_stop(b);
-		return;
+	if (quorum_log_offline(b)) {
+		/* Not serving yet, it cannot catch up or register without its
+		 * metadata log, and it leads nothing. */
+		if (!b->serving) {
+			tm_error("node", "the metadata log cannot be written before this node serves: stopping at once");
+			node_stop(b);
+			return;
+		}
+		if (quorum_is_leader(b) && b->cfg.voter_count > 1) {
+			tm_error("node", "the metadata log cannot be written on the active controller: stopping at once");
+			node_stop(b);
+			return;
+		}
 	}
+	if (b->log_dir_handover)
+		return;
 	if (shutdown_wanted(b) || shutdown_begin(b, now_ms)) {
 		b->log_dir_handover = true;
 		tm_error("node", "the log directory %s has failed: moving this node's partitions to the other brokers, "
@@ -631,6 +648,8 @@ int node_run(const struct tm_config *cfg)
 	event_free(b->start_ev);
 	event_free(b->sigint_ev);
 	event_free(b->sigterm_ev);
+	/* A failure the last tick did not see yet counts too. */
+	b->log_dir_failed = b->log_dir_failed || log_dir_offline_now(b);
 	rc = b->log_dir_failed ? -EIO : 0;
 	fetch_abort_all(b);
 	metrics_http_stop(b);

@@ -232,6 +232,8 @@ struct tm_partition *partition_get(struct tm_broker *b, struct kstr topic, int32
 
 int partition_leader_error(const struct tm_partition *p)
 {
+	if (!p->log && p->open_err && p->leader_id == p->b->cfg.node_id)
+		return TM_ERR_KAFKA_STORAGE_ERROR; /* its log could not be opened here */
 	if (!p->is_leader || !p->log)
 		return TM_ERR_NOT_LEADER_OR_FOLLOWER;
 	if (log_dir_offline(p->log))
@@ -642,8 +644,10 @@ static int partition_open(struct tm_broker *b, struct tm_topic *t, struct tm_par
 	if (rc) {
 		tm_error("partition", "cannot open the log of %s-%d in %s: %s", t->name, p->index, dir, strerror(-rc));
 		p->log = NULL;
+		p->open_err = rc;
 		return rc;
 	}
+	p->open_err = 0;
 	log_write_topic_id(p->log, t->id.b);
 	/* Committed as far as we know: nothing beyond the log start until a
 	 * leader (or this node's own leadership with its ISR) says more. */
@@ -683,6 +687,8 @@ static int topic_sync(struct tm_broker *b, struct tm_topic *tt, const struct md_
 		bool replica = md_replica_in(mp->replicas, mp->n_replicas, me);
 		if (replica && !p->log)
 			partition_open(b, tt, p);
+		if (!replica)
+			p->open_err = 0;
 		if (!replica && p->log) {
 			/* Reassigned away from this node: its copy goes, as Kafka's
 			 * StopReplica with deletion does. */
@@ -804,11 +810,18 @@ struct tm_partition *partitions_next(struct tm_broker *b, struct partition_curso
 	return NULL;
 }
 
+/* A log that could not be opened counts, unless the process ran out of
+ * descriptors or memory: the directory is fine then. */
+static bool open_failed_on_disk(int err)
+{
+	return err && err != -EMFILE && err != -ENFILE && err != -ENOMEM;
+}
+
 bool partitions_any_log_offline(struct tm_broker *b)
 {
 	struct partition_cursor c = { 0 };
 	for (struct tm_partition *p; (p = partitions_next(b, &c));)
-		if (p->log && log_dir_offline(p->log))
+		if (p->log ? log_dir_offline(p->log) : open_failed_on_disk(p->open_err))
 			return true;
 	return false;
 }

@@ -63,6 +63,7 @@ struct tm_partition {
 	struct tm_topic *topic;
 	int32_t index;
 	struct log *log;               /* NULL when this node holds no replica */
+	int open_err;                  /* -errno: a replica here whose log could not be opened */
 	int32_t leader_id;
 	int32_t leader_epoch;
 	int32_t partition_epoch;
@@ -84,7 +85,8 @@ int partitions_sync(struct tm_broker *b);
 void partitions_close_all(struct tm_broker *b);
 /* Periodic work: retention and segment roll. */
 void partitions_tick(struct tm_broker *b, int64_t now_ms);
-/* Whether any partition's log is offline (a write or fsync failed). */
+/* Whether any partition's log is offline (a write or fsync failed) or
+ * could not be opened for a reason of the disk's. */
 bool partitions_any_log_offline(struct tm_broker *b);
 
 /* Walks every partition of every topic this node holds:
