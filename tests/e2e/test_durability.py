@@ -4,13 +4,13 @@ acknowledged record is there at the offset it was acknowledged with; offsets
 are contiguous and new records continue after them."""
 import os
 import random
-import subprocess
 
 import pytest
 
 import rawkafka
 from conftest import SEED, TARGET, Broker
-from tmhelp import consume, create_topic, produce, unique_topic, wait_for, watermarks, wait_for_metadata
+from tmhelp import (consume, create_topic, produce, small_tmpfs, unique_topic, wait_for, watermarks,
+                    wait_for_metadata)
 
 
 def produce_batch(bootstrap, topic, partitions, acks, start, n, rnd):
@@ -137,51 +137,50 @@ def test_full_disk_answers_storage_error_and_loses_nothing():
     is there at its offset and new ones follow them."""
     if TARGET != "tidemark":
         pytest.skip("Apache Kafka stops the broker when its only log directory fails")
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
     b = Broker(TARGET, {"log.segment.bytes": str(1 << 20)})
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(b.data_dir)],
-                           capture_output=True, text=True)
-    if mount.returncode != 0:
-        b.cleanup()
-        pytest.skip("mount -t tmpfs: %s" % mount.stderr.strip())
     try:
-        b.start()
-        topic = unique_topic("full-disk")
-        create_topic(b.bootstrap, topic)
-        acked, errors = {}, []
-        filler = bytes(1000)
-        with rawkafka.Conn(b.host, b.port, timeout=20) as c:
-            for i in range(1000):  # 64 MiB offered to a 12 MiB disk
-                values = [b"%d.%d:" % (i, j) + filler for j in range(64)]
-                err, base = rawkafka.produce_v7(c, topic, 0, rawkafka.record_batch(
-                    [(None, v, []) for v in values]), acks=-1)
-                if err:
-                    errors.append(err)
-                    if len(errors) == 3:
-                        break
-                    continue
-                assert not errors, "an append was acknowledged after the disk had failed"
-                acked.update((base + j, v) for j, v in enumerate(values))
-        assert errors == [KAFKA_STORAGE_ERROR] * 3, "errors once the disk was full: %r" % errors
-        assert len(acked) > 1000, "only %d records fitted on a 12 MiB disk" % len(acked)
-        assert b.died() is None, "the broker died when its disk filled:\n%s" % b.log_tail()
-        with rawkafka.Conn(b.host, b.port, timeout=10) as c:
-            assert rawkafka.api_versions(c, 0)[0] == 0, "ApiVersions after the disk filled"
-        assert "No space left on device" in b.log_tail(200), "the log does not say why"
-        wait_for(lambda: "no other live broker can take over" in b.log_tail(200), 10,
-                 "the log to say what the broker does about it")
-
-        assert b.stop() == 1, "the exit status of a broker whose log directory failed"
-        subprocess.run(["mount", "-o", "remount,size=128m", str(b.data_dir)], check=True)
-        b.start()
-        wait_for_metadata(b.bootstrap, topic, 1)
-        assert watermarks(b.bootstrap, topic, 0) == (0, len(acked))
-        got = consume(b.bootstrap, topic, [0], len(acked), timeout=90)
-        assert [(m["offset"], m["value"]) for m in got] == sorted(acked.items())
-        more = produce(b.bootstrap, topic, [{"value": b"after"}])
-        assert more == [(0, len(acked))], "the next record after the full disk: %r" % more
+        with small_tmpfs(b.data_dir, "12m") as resize:
+            try:
+                fill_the_disk_then_read_back(b, resize)
+            finally:
+                b.stop()
     finally:
-        b.stop()
-        subprocess.run(["umount", str(b.data_dir)], capture_output=True)
         b.cleanup()
+
+
+def fill_the_disk_then_read_back(b, resize):
+    b.start()
+    topic = unique_topic("full-disk")
+    create_topic(b.bootstrap, topic)
+    acked, errors = {}, []
+    filler = bytes(1000)
+    with rawkafka.Conn(b.host, b.port, timeout=20) as c:
+        for i in range(1000):  # 64 MiB offered to a 12 MiB disk
+            values = [b"%d.%d:" % (i, j) + filler for j in range(64)]
+            err, base = rawkafka.produce_v7(c, topic, 0, rawkafka.record_batch(
+                [(None, v, []) for v in values]), acks=-1)
+            if err:
+                errors.append(err)
+                if len(errors) == 3:
+                    break
+                continue
+            assert not errors, "an append was acknowledged after the disk had failed"
+            acked.update((base + j, v) for j, v in enumerate(values))
+    assert errors == [KAFKA_STORAGE_ERROR] * 3, "errors once the disk was full: %r" % errors
+    assert len(acked) > 1000, "only %d records fitted on a 12 MiB disk" % len(acked)
+    assert b.died() is None, "the broker died when its disk filled:\n%s" % b.log_tail()
+    with rawkafka.Conn(b.host, b.port, timeout=10) as c:
+        assert rawkafka.api_versions(c, 0)[0] == 0, "ApiVersions after the disk filled"
+    assert "No space left on device" in b.log_tail(200), "the log does not say why"
+    wait_for(lambda: "no other live broker can take over" in b.log_tail(200), 10,
+             "the log to say what the broker does about it")
+
+    assert b.stop() == 1, "the exit status of a broker whose log directory failed"
+    resize("128m")
+    b.start()
+    wait_for_metadata(b.bootstrap, topic, 1)
+    assert watermarks(b.bootstrap, topic, 0) == (0, len(acked))
+    got = consume(b.bootstrap, topic, [0], len(acked), timeout=90)
+    assert [(m["offset"], m["value"]) for m in got] == sorted(acked.items())
+    more = produce(b.bootstrap, topic, [{"value": b"after"}])
+    assert more == [(0, len(acked))], "the next record after the full disk: %r" % more

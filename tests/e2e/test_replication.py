@@ -15,9 +15,7 @@ Timing: brokers heartbeat every 500 ms and are fenced after 3 s; a follower
 leaves the ISR after 3 s without catching up, so every wait here is a few
 seconds and each test ends well within a minute.
 """
-import os
 import re
-import subprocess
 import threading
 import time
 
@@ -29,7 +27,7 @@ from cluster import (clusters_for_a_test, ERR_FENCED_LEADER_EPOCH, ERR_NOT_ENOUG
                      fetch_v11, isr_whole, partition_states, produce_raw, wait_isr_whole, wait_leader_moved,
                      wait_partitions)
 from conftest import TARGET
-from tmhelp import QUIET, consume, kafka_tool, produce, unique_topic, watermarks
+from tmhelp import QUIET, consume, kafka_tool, produce, small_tmpfs, unique_topic, watermarks
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 pytestmark = pytest.mark.skipif(TARGET != "tidemark", reason="multi-node replication tests run against Tidemark only")
@@ -485,49 +483,47 @@ def test_leader_whose_disk_fills_hands_over_and_loses_nothing(make_cluster):
     the other replicas and stops with status 1, as Kafka stops a broker whose
     log directories have all failed; the producer carries on against the new
     leader, and every record it was told was written is there, at its offset."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
     c = make_cluster(start=False)
     victim = c.node(1)
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(victim.data_dir)],
-                           capture_output=True, text=True)
-    if mount.returncode != 0:
-        pytest.skip("mount -t tmpfs: %s" % mount.stderr.strip())
-    try:
-        c.start()
-        from confluent_kafka.admin import AdminClient, NewTopic
-        topic = unique_topic("repl-full-disk")
-        a = AdminClient(dict(QUIET, **{"bootstrap.servers": bootstrap(c)}))
-        a.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2, 3]],
-                                  config={"min.insync.replicas": "2"})])[topic].result(timeout=30)
-        before = wait_isr_whole(c, topic, ISR_WAIT_S)
-        assert before[0]["leader"] == 1, "node 1 should lead: %r" % before
+    with small_tmpfs(victim.data_dir, "12m"):
+        try:
+            fill_the_leaders_disk(c, victim)
+        finally:
+            victim.stop()
+            victim.stopping = True
 
-        values = [b"%06d:" % i + bytes(1000) for i in range(24 * 1024)]
-        got = produce(bootstrap(c), topic, [{"value": v, "partition": 0} for v in values],
-                      config={"acks": "all", "enable.idempotence": True, "message.timeout.ms": 90000},
-                      timeout=120)
-        assert [o for _, o in got] == list(range(len(values))), "offsets not contiguous from 0"
 
-        assert victim.proc.wait(timeout=30) == 1, "node 1's exit status after its disk filled"
-        victim.stopping = True  # its exit was the test's doing
-        text = victim.log_text()
-        assert "No space left on device" in text and "has failed" in text, victim.log_tail()
-        # The handover is confirmed by the controller, unless node 1 was the
-        # active controller and its metadata log failed too: then it stops at
-        # once and the next controller fences it.
-        assert ("moved this node's leadership away" in text
-                or "the metadata log cannot be written on the active controller" in text), (
-            "node 1 stopped without handing over:\n%s" % victim.log_tail())
-        survivors = [c.node(2), c.node(3)]
-        after = wait_partitions(c, topic, 20, lambda s: s.get(0, {}).get("leader", -1) in (2, 3)
-                                and 1 not in s[0]["isr"], "a new leader without node 1", survivors)
-        assert after[0]["leader_epoch"] > before[0]["leader_epoch"]
-        bs = bootstrap(c, survivors)
-        assert watermarks(bs, topic, 0) == (0, len(values))
-        read = read_values(bs, topic, 0, len(values), timeout=90)
-        assert read == list(enumerate(values)), "the records read back differ from those acknowledged"
-    finally:
-        victim.stop()
-        victim.stopping = True
-        subprocess.run(["umount", str(victim.data_dir)], capture_output=True)
+def fill_the_leaders_disk(c, victim):
+    c.start()
+    from confluent_kafka.admin import AdminClient, NewTopic
+    topic = unique_topic("repl-full-disk")
+    a = AdminClient(dict(QUIET, **{"bootstrap.servers": bootstrap(c)}))
+    a.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2, 3]],
+                              config={"min.insync.replicas": "2"})])[topic].result(timeout=30)
+    before = wait_isr_whole(c, topic, ISR_WAIT_S)
+    assert before[0]["leader"] == 1, "node 1 should lead: %r" % before
+
+    values = [b"%06d:" % i + bytes(1000) for i in range(24 * 1024)]
+    got = produce(bootstrap(c), topic, [{"value": v, "partition": 0} for v in values],
+                  config={"acks": "all", "enable.idempotence": True, "message.timeout.ms": 90000},
+                  timeout=120)
+    assert [o for _, o in got] == list(range(len(values))), "offsets not contiguous from 0"
+
+    assert victim.proc.wait(timeout=30) == 1, "node 1's exit status after its disk filled"
+    victim.stopping = True  # its exit was the test's doing
+    text = victim.log_text()
+    assert "No space left on device" in text and "has failed" in text, victim.log_tail()
+    # The handover is confirmed by the controller, unless node 1 was the
+    # active controller and its metadata log failed too: then it stops at
+    # once and the next controller fences it.
+    assert ("moved this node's leadership away" in text
+            or "the metadata log cannot be written on the active controller" in text), (
+        "node 1 stopped without handing over:\n%s" % victim.log_tail())
+    survivors = [c.node(2), c.node(3)]
+    after = wait_partitions(c, topic, 20, lambda s: s.get(0, {}).get("leader", -1) in (2, 3)
+                            and 1 not in s[0]["isr"], "a new leader without node 1", survivors)
+    assert after[0]["leader_epoch"] > before[0]["leader_epoch"]
+    bs = bootstrap(c, survivors)
+    assert watermarks(bs, topic, 0) == (0, len(values))
+    read = read_values(bs, topic, 0, len(values), timeout=90)
+    assert read == list(enumerate(values)), "the records read back differ from those acknowledged"

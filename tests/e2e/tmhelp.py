@@ -7,10 +7,14 @@ Every runner has a timeout and, on failure, raises AssertionError quoting the
 command, its exit status and its output, so a failing test shows what the
 user would have seen.
 """
+import contextlib
 import json
+import os
 import subprocess
 import time
 import uuid
+
+import pytest
 
 from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING, KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -195,3 +199,24 @@ def wait_for_value(fn, want, timeout, what, interval=0.5):
         if time.monotonic() >= deadline:
             raise AssertionError("%s: wanted %r within %ss, last %r" % (what, want, timeout, got))
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, size):
+    """A tmpfs of `size` (mount's notation, e.g. "12m") mounted on `path` for
+    the with-block, unmounted after it: a disk that fills.  Skips the test
+    without root or when mount refuses.  Yields resize(size), which remounts
+    it larger or smaller in place."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip("mount -t tmpfs: %s" % p.stderr.strip())
+
+    def resize(new_size):
+        subprocess.run(["mount", "-o", "remount,size=" + new_size, str(path)], check=True)
+    try:
+        yield resize
+    finally:
+        subprocess.run(["umount", str(path)], capture_output=True)
