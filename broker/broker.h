@@ -137,6 +137,14 @@ void server_stop(struct tm_broker *b);
 #define SERVER_READ_AHEAD 4096  /* libevent's own read size: a request header */
 size_t server_read_into(struct evbuffer *in, int fd, uint8_t *dst, size_t need);
 void server_free_tls(struct tm_broker *b);
+/* A connection whose two ends are on this host (loopback, or the same
+ * address at both ends) gets tidemark.loopback.congestion.control: the
+ * loopback device has no queue for a pacing congestion control (bbr) to keep
+ * short, and its pacing there halves a Fetch's speed (docs/benchmarks.md). */
+void server_tune_local(const struct tm_broker *b, int fd);
+/* 0, or -EINVAL with why in err when this kernel lacks that congestion
+ * control or will not let this process pick it (checked before start). */
+int server_check_loopback_cc(const struct tm_config *cfg, char *err, size_t err_len);
 /* Closes every client connection (shutdown); pending requests finish unanswered. */
 void server_close_connections(struct tm_broker *b);
 /* Queues req's response (req->resp holds the body) in request order and frees

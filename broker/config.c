@@ -98,6 +98,7 @@ static const struct cfg_entry cfg_table[] = {
 	{ "ssl.client.auth", CFG_STR, F(ssl_client_auth), 0, 0, 0 },
 	{ "tidemark.http.port", CFG_I32, F(http_port), -1, 65535, 1 },
 	{ "tidemark.log.level", CFG_STR, F(log_level), 0, 0, 0 },
+	{ "tidemark.loopback.congestion.control", CFG_STR, F(loopback_congestion_control), 0, 0, 0 },
 	/* Kafka keys without an effect here: accepted so Kafka configs run unchanged. */
 	{ "num.network.threads", CFG_IGNORED, 0, 0, 0, 0, 0 },
 	{ "num.io.threads", CFG_IGNORED, 0, 0, 0, 0, 0 },
@@ -183,6 +184,7 @@ void config_defaults(struct tm_config *c)
 	snprintf(c->ssl_client_auth, sizeof(c->ssl_client_auth), "none");
 	c->http_port = -1;
 	snprintf(c->log_level, sizeof(c->log_level), "INFO");
+	snprintf(c->loopback_congestion_control, sizeof(c->loopback_congestion_control), "reno");
 }
 
 static char *trim(char *s)

@@ -115,6 +115,7 @@ struct tm_config {
 
 	int http_port;                        /* tidemark.http.port: /metrics /healthz /readyz; -1 off */
 	char log_level[16];
+	char loopback_congestion_control[16]; /* tidemark.loopback.congestion.control; "" = the system's */
 
 	uint8_t explicitly_set[128];          /* by config table index: given by file, env or --override */
 };

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (config_validate(&cfg, err, sizeof(err))) {
+	if (config_validate(&cfg, err, sizeof(err)) || server_check_loopback_cc(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "tidemark: %s\n", err);
 		return 2;
 	}

@@ -197,10 +197,10 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct tm_peer *p = arg;
-	(void)bev;
 	if (what & BEV_EVENT_CONNECTED) {
 		p->connected = true;
 		p->backoff_ms = PEER_BACKOFF_MS_MIN;
+		server_tune_local(p->b, bufferevent_getfd(bev));
 		tm_debug("peer", "connected to node %d (%s:%d)", p->node_id, p->host, p->port);
 		return;
 	}

@@ -596,6 +596,53 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_kill(c, NULL);
 }
 
+static bool sock_is_local(int fd)
+{
+	struct sockaddr_storage peer, self;
+	socklen_t pl = sizeof(peer), sl = sizeof(self);
+	if (getpeername(fd, (struct sockaddr *)&peer, &pl) || getsockname(fd, (struct sockaddr *)&self, &sl) ||
+	    peer.ss_family != self.ss_family)
+		return false;
+	if (peer.ss_family == AF_INET) {
+		const struct in_addr *p = &((const struct sockaddr_in *)&peer)->sin_addr;
+		const struct in_addr *s = &((const struct sockaddr_in *)&self)->sin_addr;
+		return (ntohl(p->s_addr) >> 24) == 127 || p->s_addr == s->s_addr;
+	}
+	if (peer.ss_family == AF_INET6) {
+		const struct in6_addr *p = &((const struct sockaddr_in6 *)&peer)->sin6_addr;
+		const struct in6_addr *s = &((const struct sockaddr_in6 *)&self)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(p) || (IN6_IS_ADDR_V4MAPPED(p) && p->s6_addr[12] == 127) ||
+		       IN6_ARE_ADDR_EQUAL(p, s);
+	}
+	return false;
+}
+
+void server_tune_local(const struct tm_broker *b, int fd)
+{
+	const char *cc = b->cfg.loopback_congestion_control;
+	if (cc[0] && sock_is_local(fd))
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc));
+}
+
+int server_check_loopback_cc(const struct tm_config *cfg, char *err, size_t err_len)
+{
+	const char *cc = cfg->loopback_congestion_control;
+	if (!cc[0])
+		return 0;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return 0; /* no socket to try it on: the listeners will say why */
+	int rc = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) ? errno : 0;
+	close(fd);
+	if (!rc)
+		return 0;
+	snprintf(err, err_len,
+		 "config tidemark.loopback.congestion.control=%s: %s; see /proc/sys/net/ipv4/tcp_allowed_congestion_control, "
+		 "or set it empty to keep the system's",
+		 cc, strerror(rc));
+	return -EINVAL;
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct tm_listen_ctx *ctx = arg;
@@ -625,6 +672,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	snprintf(c->peer_host, sizeof(c->peer_host), "/%s", host);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	server_tune_local(b, fd);
 	if (ctx->l->security == TM_SEC_SSL) {
 		SSL *ssl = b->tls_ctx ? SSL_new(b->tls_ctx) : NULL;
 		c->bev = ssl ? bufferevent_openssl_socket_new(b->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
