@@ -603,12 +603,16 @@ def M(name, unit, better, target, figs, bound=None):
 
 # The machine limits on a workload's path, for the share-of-the-machine table:
 # (limit key, times each measured byte crosses it).
+# A client's bytes cross loopback at the pace of the client's socket (the
+# system's congestion control), a broker's answers at the broker's
+# (report.BROKER_SEND: reno for Tidemark, the system's for Kafka).
 PRODUCE_PATH = [("loopback_mb_per_s", 1), ("disk_seq_write_mb_per_s", 1)]
 FSYNC_PATH = [("loopback_mb_per_s", 1), ("disk_seq_write_fdatasync_mb_per_s", 1)]
-WARM_READ_PATH = [("loopback_mb_per_s", 1)]
-COLD_READ_PATH = [("loopback_mb_per_s", 1), ("disk_seq_read_cold_mb_per_s", 1)]
+WARM_READ_PATH = [(report.BROKER_SEND, 1)]
+COLD_READ_PATH = [(report.BROKER_SEND, 1), ("disk_seq_read_cold_mb_per_s", 1)]
 # RF=3 on one machine: client -> leader and leader -> two followers on
-# loopback, and three copies on the one disk.
+# loopback (counted at the system's pace: the lower bound), and three copies
+# on the one disk.
 RF3_PATH = [("loopback_mb_per_s", 3), ("disk_seq_write_mb_per_s", 3)]
 
 
@@ -1008,21 +1012,10 @@ def physical_limits():
     """iperf3 single-stream loopback; fio sequential writes in DATA, and a
     sequential read of the first write's file with the page cache dropped
     (what a cold consume could read at most)."""
-    out = {}
-    if shutil.which("iperf3"):
-        port = free_ports(1)[0]
-        srv = subprocess.Popen(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
-        try:
-            r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "5", "-J"],
-                               capture_output=True, text=True, timeout=30)
-            out["loopback_mb_per_s"] = report.parse_iperf3(r.stdout)
-        except subprocess.TimeoutExpired:
-            out["loopback_mb_per_s_error"] = "iperf3 timed out"
-        stop_pid(srv, 5)
-    else:
-        out["loopback_mb_per_s_error"] = "iperf3 not installed"
+    out = {"tcp_congestion_control": system_congestion_control()}
+    for key, extra in (("loopback_mb_per_s", []), ("loopback_reno_mb_per_s", ["-C", "reno"])):
+        v = iperf3_loopback(extra)
+        out[key if report.is_finite(v) else key + "_error"] = v
     if shutil.which("fio"):
         d = os.path.join(DATA, "fio")
         os.makedirs(d, exist_ok=True)
@@ -1041,6 +1034,34 @@ def physical_limits():
     else:
         out["disk_seq_write_mb_per_s_error"] = "fio not installed"
     return out
+
+
+def system_congestion_control():
+    try:
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def iperf3_loopback(extra):
+    """MB/s of one iperf3 stream over loopback for 5 s (extra: its client's
+    options, e.g. -C reno), or why there is no figure."""
+    if not shutil.which("iperf3"):
+        return "iperf3 not installed"
+    port = free_ports(1)[0]
+    srv = subprocess.Popen(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", "5", "-J"] + extra,
+                           capture_output=True, text=True, timeout=30)
+        v = report.parse_iperf3(r.stdout)
+        return v if v is not None else "iperf3 %s failed: %s" % (" ".join(extra), r.stderr.strip()[-200:])
+    except subprocess.TimeoutExpired:
+        return "iperf3 timed out"
+    finally:
+        stop_pid(srv, 5)
 
 
 def cold_read_limit(d, size):
@@ -1126,6 +1147,10 @@ def main():
             "policy (Kafka: no fsync per write, the OS writes back). Tidemark's: %s" %
             tidemark_flush_policy(),
             "row 1-fsync sets log.flush.interval.messages=1 on both",
+            "TCP: Kafka's sockets use the system's congestion control (%s); Tidemark's connections "
+            "with this host use tidemark.loopback.congestion.control (its default, reno: no pacing "
+            "on loopback), so a Fetch's answer leaves Tidemark at reno's pace and Kafka at the "
+            "system's; the clients' sockets use the system's" % (system_congestion_control() or "?"),
             "data directories on the same disk (%s)" % DATA,
             "Kafka JVM: %s" % " ".join(KAFKA_JVM),
             "tm-load: librdkafka %s defaults unless stated; latency workloads use linger.ms=%d "

@@ -312,7 +312,7 @@ def cpu_rows(result):
             if runs in seen:
                 continue
             seen.add(runs)
-            b = binding_limit(result.get("limits"), m.get("bound"))
+            b = binding_limit(result.get("limits"), m.get("bound"), "tidemark")
             tv = m["tidemark"].get("value")
             limit = (b[0], b[2] / tv) if b and is_finite(tv) and tv > 0 else None
             out.append({"id": w["id"], "metric": m["name"], "target": m.get("target"),
@@ -464,11 +464,29 @@ def metric(name, unit, better, target, tidemark, kafka, bound=None):
     return m
 
 
-def binding_limit(limits, bound):
+# A path key for the bytes a broker sends over loopback (a Fetch's answer, a
+# leader's to its followers): their pace is set by the sending socket's
+# congestion control, which for Tidemark is tidemark.loopback.congestion.control
+# (reno by default) and for Kafka the system's (loopback_mb_per_s).
+BROKER_SEND = "loopback_broker_send"
+
+
+def limit_key(limits, key, system):
+    """The measured limit a path key stands for on system's path."""
+    if key != BROKER_SEND:
+        return key
+    if system == "tidemark" and is_finite((limits or {}).get("loopback_reno_mb_per_s")):
+        return "loopback_reno_mb_per_s"
+    return "loopback_mb_per_s"
+
+
+def binding_limit(limits, bound, system="kafka"):
     """(limit key, times crossed, MB/s of measured bytes it allows) of the
-    tightest limit in bound, or None when none of them was measured."""
+    tightest limit in bound on system's path, or None when none of them was
+    measured."""
     best = None
     for key, times in bound or []:
+        key = limit_key(limits, key, system)
         v = (limits or {}).get(key)
         if not is_finite(v) or v <= 0 or not times:
             continue
@@ -481,20 +499,25 @@ def binding_limit(limits, bound):
 def limit_shares(result):
     """Every bounded throughput as a share of what the machine can move:
     [{"id", "metric", "limit", "times", "allowed", "tidemark", "kafka"}],
-    the shares as fractions (None where a figure is missing)."""
+    the shares as fractions (None where a figure is missing).  limit, times
+    and allowed are Kafka's; where Tidemark's path is bound elsewhere (its
+    loopback sends, BROKER_SEND), "tidemark_limit" holds its (limit, times,
+    allowed)."""
     out = []
     limits = result.get("limits") or {}
     for w in result.get("workloads", []):
         for m in w.get("metrics", []):
-            b = binding_limit(limits, m.get("bound"))
-            if not b:
+            b = {s: binding_limit(limits, m.get("bound"), s) for s in ("tidemark", "kafka")}
+            if not b["kafka"]:
                 continue
-            key, times, allowed = b
+            key, times, allowed = b["kafka"]
             row = {"id": w["id"], "metric": m["name"], "limit": key, "times": times, "allowed": allowed}
+            if b["tidemark"] != b["kafka"]:
+                row["tidemark_limit"] = b["tidemark"]
             for system in ("tidemark", "kafka"):
                 fig = m.get(system, {})
                 v = fig.get("value") if fig.get("status") == "ok" else None
-                row[system] = v / allowed if is_finite(v) else None
+                row[system] = v / b[system][2] if is_finite(v) else None
             out.append(row)
     return out
 
@@ -613,19 +636,25 @@ def limits_markdown(limits):
     if not limits:
         return ""
     rows = []
-    for key, label in (("loopback_mb_per_s", "iperf3 single-stream loopback"),
+    cc = limits.get("tcp_congestion_control")
+    for key, label in (("loopback_mb_per_s", "iperf3 single-stream loopback" +
+                        (", the system's congestion control (%s)" % cc if cc else "")),
+                       ("loopback_reno_mb_per_s", "iperf3 single-stream loopback, reno (no pacing)"),
                        ("disk_seq_write_mb_per_s", "fio sequential write, 1 MiB blocks, fsync at end"),
                        ("disk_seq_write_fdatasync_mb_per_s",
                         "fio sequential write, 1 MiB blocks, fdatasync after each"),
                        ("disk_seq_read_cold_mb_per_s",
                         "fio sequential read, 1 MiB blocks, page cache dropped first")):
         v = limits.get(key)
+        if key == "loopback_reno_mb_per_s" and v is None and key + "_error" not in limits:
+            continue  # runs before it was measured
         rows.append("| %s | %s |" % (label, fmt_value(v, "MB/s") + " MB/s" if v is not None
                                      else limits.get(key + "_error", "not measured")))
     return "| machine limit | |\n|---|---:|\n" + "\n".join(rows) + "\n"
 
 
 LIMIT_NAMES = {"loopback_mb_per_s": "loopback",
+               "loopback_reno_mb_per_s": "loopback, reno",
                "disk_seq_write_mb_per_s": "disk write",
                "disk_seq_write_fdatasync_mb_per_s": "disk write, fdatasync per MiB",
                "disk_seq_read_cold_mb_per_s": "disk read, cold"}
@@ -635,6 +664,13 @@ def fmt_share(x):
     return "" if x is None else "%.0f %%" % (100.0 * x)
 
 
+def limit_cell(key, times, allowed):
+    name = LIMIT_NAMES.get(key, key)
+    if times != 1:
+        name = "%s / %s (each byte crosses it %s times)" % (name, _num(times), _num(times))
+    return "%s: %s MB/s" % (name, fmt_value(allowed, "MB/s"))
+
+
 def shares_markdown(result):
     """Each throughput as a share of the tightest machine limit on its path."""
     rows = limit_shares(result)
@@ -642,12 +678,11 @@ def shares_markdown(result):
         return ""
     lines = ["| # | metric | binding limit | Tidemark | Kafka |", "|---|---|---|---:|---:|"]
     for r in rows:
-        name = LIMIT_NAMES.get(r["limit"], r["limit"])
-        if r["times"] != 1:
-            name = "%s / %s (each byte crosses it %s times)" % (name, _num(r["times"]), _num(r["times"]))
-        lines.append("| %s | %s | %s: %s MB/s | %s | %s |" % (
-            _cell(r["id"]), _cell(r["metric"]), _cell(name), fmt_value(r["allowed"], "MB/s"),
-            fmt_share(r["tidemark"]), fmt_share(r["kafka"])))
+        cell = limit_cell(r["limit"], r["times"], r["allowed"])
+        if r.get("tidemark_limit"):
+            cell = "Tidemark %s; Kafka %s" % (limit_cell(*r["tidemark_limit"]), cell)
+        lines.append("| %s | %s | %s | %s | %s |" % (
+            _cell(r["id"]), _cell(r["metric"]), _cell(cell), fmt_share(r["tidemark"]), fmt_share(r["kafka"])))
     return "\n".join(lines) + "\n"
 
 
@@ -849,8 +884,12 @@ DOC_FOOTER = """## Reading the table
   write with an fdatasync per MiB; warm consume, loopback; cold consume, loopback and the
   disk's sequential read after `drop_caches`; workload 5, loopback and the disk divided by
   three (the client's bytes reach the leader and two followers over loopback, and three
-  copies land on the one disk). iperf3 measures one stream on one core, so a loopback share
-  near 100 % means the broker's path costs about as much as a bare TCP copy.
+  copies land on the one disk). Loopback is measured twice: bytes a client sends go at the
+  pace of the system's congestion control (bbr paces them even on loopback), a consumer's
+  bytes at the broker's: the system's for Kafka, reno for Tidemark
+  (`tidemark.loopback.congestion.control`); where the two differ the cell names both.
+  Workload 5 counts all three crossings at the system's pace, the lower bound. iperf3 measures one stream on one core, so a loopback share near
+  100 % means the broker's path costs about as much as a bare TCP copy.
 - *n/a* for Tidemark means the feature has not landed yet (the harness probes for it and
   runs the workload as soon as it works); *failed* means the run broke, with the reason
   below the table. Targets are the project's goals; the last column only reports them.

@@ -342,6 +342,35 @@ class LimitTest(unittest.TestCase):
         self.assertEqual(report.shares_markdown({"limits": {}, "workloads": result["workloads"]}), "")
         self.assertIn("fio sequential read, 1 MiB blocks, page cache dropped first | drop_caches not permitted",
                       report.limits_markdown(self.LIMITS))
+        # runs from before the reno figure was measured show no row for it
+        self.assertNotIn("reno", report.limits_markdown(self.LIMITS))
+
+    def test_a_brokers_sends_go_at_its_own_congestion_controls_pace(self):
+        limits = dict(self.LIMITS, loopback_mb_per_s=2000.0, loopback_reno_mb_per_s=6000.0,
+                      disk_seq_read_cold_mb_per_s=800.0, tcp_congestion_control="bbr")
+        warm = [(report.BROKER_SEND, 1)]
+        self.assertEqual(report.binding_limit(limits, warm, "tidemark"), ("loopback_reno_mb_per_s", 1, 6000.0))
+        self.assertEqual(report.binding_limit(limits, warm, "kafka"), ("loopback_mb_per_s", 1, 2000.0))
+        self.assertEqual(report.binding_limit(limits, warm), ("loopback_mb_per_s", 1, 2000.0))
+        # without a reno figure Tidemark's sends are bound like Kafka's
+        self.assertEqual(report.binding_limit(self.LIMITS, warm, "tidemark"), ("loopback_mb_per_s", 1, 3000.0))
+
+        m = report.metric("warm", "MB/s", "higher", 1.5, report.ok(1800.0), report.ok(1000.0), warm)
+        cold = report.metric("cold", "MB/s", "higher", 1.5, report.ok(400.0), report.ok(400.0),
+                             [(report.BROKER_SEND, 1), ("disk_seq_read_cold_mb_per_s", 1)])
+        result = {"limits": limits, "workloads": [{"id": "3", "title": "consume", "metrics": [m, cold]}]}
+        rows = report.limit_shares(result)
+        self.assertEqual(rows[0]["limit"], "loopback_mb_per_s")
+        self.assertEqual(rows[0]["tidemark_limit"], ("loopback_reno_mb_per_s", 1, 6000.0))
+        self.assertAlmostEqual(rows[0]["tidemark"], 0.3)
+        self.assertAlmostEqual(rows[0]["kafka"], 0.5)
+        self.assertNotIn("tidemark_limit", rows[1])  # the disk binds both
+        md = report.shares_markdown(result)
+        self.assertIn("| 3 | warm | Tidemark loopback, reno: 6000 MB/s; Kafka loopback: 2000 MB/s | 30 % | 50 % |", md)
+        self.assertIn("| 3 | cold | disk read, cold: 800 MB/s | 50 % | 50 % |", md)
+        lm = report.limits_markdown(limits)
+        self.assertIn("| iperf3 single-stream loopback, the system's congestion control (bbr) | 2000 MB/s |", lm)
+        self.assertIn("| iperf3 single-stream loopback, reno (no pacing) | 6000 MB/s |", lm)
 
 
 class PresentationTest(unittest.TestCase):
