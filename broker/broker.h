@@ -137,13 +137,16 @@ void server_stop(struct tm_broker *b);
 #define SERVER_READ_AHEAD 4096  /* libevent's own read size: a request header */
 size_t server_read_into(struct evbuffer *in, int fd, uint8_t *dst, size_t need);
 void server_free_tls(struct tm_broker *b);
-/* A connection whose two ends are on this host (loopback, or the same
- * address at both ends) gets tidemark.loopback.congestion.control: the
- * loopback device has no queue for a pacing congestion control (bbr) to keep
- * short, and its pacing there halves a Fetch's speed (docs/benchmarks.md). */
-void server_tune_local(const struct tm_broker *b, int fd);
+/* Connections with this same host (a loopback peer, or the same address at
+ * both ends) use tidemark.loopback.congestion.control instead of the
+ * system's: a pacing one (bbr) halves a Fetch's speed on loopback
+ * (docs/benchmarks.md).  server_cc_before_connect() gives it to a socket
+ * before it connects or listens; server_cc_connected() puts a connection
+ * with another host back on the system's. */
+void server_cc_before_connect(const struct tm_broker *b, int fd);
+void server_cc_connected(const struct tm_broker *b, int fd);
 /* 0, or -EINVAL with why in err when this kernel lacks that congestion
- * control or will not let this process pick it (checked before start). */
+ * control or will not let this process pick it; also reads the system's. */
 int server_check_loopback_cc(const struct tm_config *cfg, char *err, size_t err_len);
 /* Closes every client connection (shutdown); pending requests finish unanswered. */
 void server_close_connections(struct tm_broker *b);

@@ -96,11 +96,15 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (config_validate(&cfg, err, sizeof(err)) || server_check_loopback_cc(&cfg, err, sizeof(err))) {
+	if (config_validate(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "tidemark: %s\n", err);
 		return 2;
 	}
 	if (format)
 		return node_format(&cfg, cluster_id) ? 1 : 0;
+	if (server_check_loopback_cc(&cfg, err, sizeof(err))) {
+		fprintf(stderr, "tidemark: %s\n", err);
+		return 2;
+	}
 	return node_run(&cfg) ? 1 : 0;
 }

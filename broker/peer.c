@@ -106,6 +106,7 @@ static void peer_fail_all(struct tm_peer *p, int err)
 }
 
 static void peer_connect(struct tm_peer *p);
+static void peer_retry_later(struct tm_peer *p);
 
 static void peer_drop(struct tm_peer *p, const char *why)
 {
@@ -119,8 +120,7 @@ static void peer_drop(struct tm_peer *p, const char *why)
 		tm_info("peer", "connection to node %d (%s:%d) lost: %s", p->node_id, p->host, p->port, why);
 	p->connected = false;
 	peer_fail_all(p, -ECONNRESET);
-	struct timeval tv = { p->backoff_ms / 1000, (p->backoff_ms % 1000) * 1000 };
-	evtimer_add(p->retry_ev, &tv);
+	peer_retry_later(p);
 	p->backoff_ms = p->backoff_ms * 2 > PEER_BACKOFF_MS_MAX ? PEER_BACKOFF_MS_MAX : p->backoff_ms * 2;
 }
 
@@ -200,20 +200,38 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		p->connected = true;
 		p->backoff_ms = PEER_BACKOFF_MS_MIN;
-		server_tune_local(p->b, bufferevent_getfd(bev));
+		server_cc_connected(p->b, bufferevent_getfd(bev));
 		tm_debug("peer", "connected to node %d (%s:%d)", p->node_id, p->host, p->port);
 		return;
 	}
 	peer_drop(p, what & BEV_EVENT_EOF ? "closed by peer" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
+/* Tries again after the current backoff (no socket, or a name that failed
+ * to resolve at once). */
+static void peer_retry_later(struct tm_peer *p)
+{
+	struct timeval tv = { p->backoff_ms / 1000, (p->backoff_ms % 1000) * 1000 };
+	evtimer_add(p->retry_ev, &tv);
+}
+
 static void peer_connect(struct tm_peer *p)
 {
 	if (p->bev)
 		return;
-	p->bev = bufferevent_socket_new(p->b->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!p->bev)
+	/* The socket is made here, not by libevent's connect, so that it has its
+	 * congestion control before it connects (server_cc_before_connect). */
+	evutil_socket_t fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		server_cc_before_connect(p->b, fd);
+		p->bev = bufferevent_socket_new(p->b->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		if (!p->bev)
+			evutil_closesocket(fd);
+	}
+	if (!p->bev) {
+		peer_retry_later(p);
 		return;
+	}
 	bufferevent_setcb(p->bev, peer_read_cb, NULL, peer_event_cb, p);
 	bufferevent_enable(p->bev, EV_READ | EV_WRITE);
 	/* Names resolve asynchronously on the loop (resolv.conf and /etc/hosts),
@@ -225,8 +243,7 @@ static void peer_connect(struct tm_peer *p)
 		/* Resolution failed at once: retry later. */
 		bufferevent_free(p->bev);
 		p->bev = NULL;
-		struct timeval tv = { p->backoff_ms / 1000, (p->backoff_ms % 1000) * 1000 };
-		evtimer_add(p->retry_ev, &tv);
+		peer_retry_later(p);
 	}
 }
 

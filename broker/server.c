@@ -596,6 +596,20 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_kill(c, NULL);
 }
 
+/*
+ * Connections with this same host.  The loopback device has no queue to keep
+ * short, yet a pacing congestion control (bbr, when no fq qdisc paces for
+ * it) still spaces a 1 MiB Fetch answer out with a timer per burst there:
+ * loopback moved a third as much under bbr as under reno, and a Fetch's
+ * sendfile cost several times the CPU (docs/benchmarks.md, item 49).  So
+ * every socket gets tidemark.loopback.congestion.control before it connects
+ * (a listener's accepted sockets inherit it): the pacing that bbr switches
+ * on when it starts on a socket, and that no later switch turns off, never
+ * starts.  A connection that turns out to be with another host goes back to
+ * the system's congestion control, which then starts as it always would.
+ */
+static char system_cc[16]; /* TCP_CA_NAME_MAX; "" until read */
+
 static bool sock_is_local(int fd)
 {
 	struct sockaddr_storage peer, self;
@@ -617,29 +631,54 @@ static bool sock_is_local(int fd)
 	return false;
 }
 
-void server_tune_local(const struct tm_broker *b, int fd)
+static bool cc_differs(const struct tm_config *cfg)
 {
-	const char *cc = b->cfg.loopback_congestion_control;
-	if (cc[0] && sock_is_local(fd))
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc));
+	return cfg->loopback_congestion_control[0] && system_cc[0] &&
+	       strcmp(cfg->loopback_congestion_control, system_cc) != 0;
+}
+
+static int set_cc(int fd, const char *cc)
+{
+	return setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) ? -errno : 0;
+}
+
+void server_cc_before_connect(const struct tm_broker *b, int fd)
+{
+	if (!cc_differs(&b->cfg))
+		return;
+	int rc = set_cc(fd, b->cfg.loopback_congestion_control);
+	if (rc)
+		tm_debug("server", "TCP_CONGESTION %s: %s", b->cfg.loopback_congestion_control, strerror(-rc));
+}
+
+void server_cc_connected(const struct tm_broker *b, int fd)
+{
+	if (!cc_differs(&b->cfg) || sock_is_local(fd))
+		return;
+	int rc = set_cc(fd, system_cc);
+	if (rc)
+		tm_debug("server", "TCP_CONGESTION %s: %s", system_cc, strerror(-rc));
 }
 
 int server_check_loopback_cc(const struct tm_config *cfg, char *err, size_t err_len)
 {
-	const char *cc = cfg->loopback_congestion_control;
-	if (!cc[0])
-		return 0;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0)
 		return 0; /* no socket to try it on: the listeners will say why */
-	int rc = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, (socklen_t)strlen(cc)) ? errno : 0;
+	socklen_t len = sizeof(system_cc) - 1;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, system_cc, &len))
+		len = 0;
+	system_cc[len] = 0;
+	const char *cc = cfg->loopback_congestion_control;
+	int rc = cc[0] ? set_cc(fd, cc) : 0;
 	close(fd);
 	if (!rc)
 		return 0;
 	snprintf(err, err_len,
-		 "config tidemark.loopback.congestion.control=%s: %s; see /proc/sys/net/ipv4/tcp_allowed_congestion_control, "
-		 "or set it empty to keep the system's",
-		 cc, strerror(rc));
+		 "config tidemark.loopback.congestion.control=%s: %s; see /proc/sys/net/ipv4/tcp_available_congestion_control "
+		 "(a module may need loading: modprobe tcp_%s) and tcp_allowed_congestion_control, or set it empty to keep "
+		 "the system's",
+		 cc, strerror(-rc), cc);
 	return -EINVAL;
 }
 
@@ -672,7 +711,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	snprintf(c->peer_host, sizeof(c->peer_host), "/%s", host);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	server_tune_local(b, fd);
+	server_cc_connected(b, fd);
 	if (ctx->l->security == TM_SEC_SSL) {
 		SSL *ssl = b->tls_ctx ? SSL_new(b->tls_ctx) : NULL;
 		c->bev = ssl ? bufferevent_openssl_socket_new(b->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
@@ -740,6 +779,7 @@ static int listen_on(struct tm_broker *b, const struct tm_listener *l, int idx)
 			 l->name, l->host[0] ? l->host : "*", l->port, strerror(err));
 		return -err;
 	}
+	server_cc_before_connect(b, evconnlistener_get_fd(el));
 	b->listeners[idx] = el;
 	b->listener_cfg[idx] = l;
 	tm_info("server", "listening on %s://%s:%d", l->name, l->host[0] ? l->host : "0.0.0.0", l->port);
@@ -771,6 +811,10 @@ static void server_tune_heap(void)
 int server_start(struct tm_broker *b, bool controller_listeners)
 {
 	server_tune_heap();
+	if (!system_cc[0]) {
+		char err[256];
+		(void)server_check_loopback_cc(&b->cfg, err, sizeof(err)); /* main refused a bad one */
+	}
 	for (int i = 0; i < b->cfg.listener_count && !b->tls_ctx; i++) {
 		if (b->cfg.listeners[i].security != TM_SEC_SSL)
 			continue;

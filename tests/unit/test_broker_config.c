@@ -3,6 +3,7 @@
  * settings; bad ones stop start-up naming the key.
  */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,24 @@ START_TEST(test_config_rejects_unknown_and_invalid_naming_the_key)
 }
 END_TEST
 
+START_TEST(test_config_loopback_congestion_control)
+{
+	struct tm_config c;
+	char err[256] = "";
+	config_defaults(&c);
+	ck_assert_str_eq(c.loopback_congestion_control, "reno");
+	ck_assert_int_eq(config_set(&c, "tidemark.loopback.congestion.control", "", err, sizeof(err)), 0);
+	ck_assert_str_eq(c.loopback_congestion_control, ""); /* the system's for every connection */
+	ck_assert_int_eq(config_set(&c, "tidemark.loopback.congestion.control", "bbr", err, sizeof(err)), 0);
+	ck_assert_str_eq(c.loopback_congestion_control, "bbr");
+	/* 15 characters is the kernel's longest name (TCP_CA_NAME_MAX 16) */
+	ck_assert_int_eq(config_set(&c, "tidemark.loopback.congestion.control", "abcdefghijklmnop", err, sizeof(err)),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "tidemark.loopback.congestion.control"));
+	ck_assert_str_eq(c.loopback_congestion_control, "bbr");
+}
+END_TEST
+
 START_TEST(test_config_validate_refuses_node_not_among_voters)
 {
 	struct tm_config c;
@@ -108,6 +127,7 @@ int main(void)
 	tcase_add_test(tc, test_config_defaults_are_a_single_node_on_localhost);
 	tcase_add_test(tc, test_config_parses_kafka_names_and_scales_units);
 	tcase_add_test(tc, test_config_rejects_unknown_and_invalid_naming_the_key);
+	tcase_add_test(tc, test_config_loopback_congestion_control);
 	tcase_add_test(tc, test_config_validate_refuses_node_not_among_voters);
 	tcase_add_test(tc, test_config_env_maps_like_the_kafka_image);
 	tcase_add_test(tc, test_config_file_with_comments_and_colons);
