@@ -607,6 +607,8 @@ def M(name, unit, better, target, figs, bound=None):
 # system's congestion control), a broker's answers at the broker's
 # (report.BROKER_SEND: reno for Tidemark, the system's for Kafka).
 PRODUCE_PATH = [("loopback_mb_per_s", 1), ("disk_seq_write_mb_per_s", 1)]
+# Tidemark runs with its default tidemark.loopback.congestion.control.
+TIDEMARK_LOOPBACK_CC = "reno"
 FSYNC_PATH = [("loopback_mb_per_s", 1), ("disk_seq_write_fdatasync_mb_per_s", 1)]
 WARM_READ_PATH = [(report.BROKER_SEND, 1)]
 COLD_READ_PATH = [(report.BROKER_SEND, 1), ("disk_seq_read_cold_mb_per_s", 1)]
@@ -1013,7 +1015,8 @@ def physical_limits():
     sequential read of the first write's file with the page cache dropped
     (what a cold consume could read at most)."""
     out = {"tcp_congestion_control": system_congestion_control()}
-    for key, extra in (("loopback_mb_per_s", []), ("loopback_reno_mb_per_s", ["-C", "reno"])):
+    out["tidemark_loopback_cc"] = TIDEMARK_LOOPBACK_CC
+    for key, extra in (("loopback_mb_per_s", []), ("loopback_tidemark_mb_per_s", ["-C", TIDEMARK_LOOPBACK_CC])):
         v = iperf3_loopback(extra)
         out[key if report.is_finite(v) else key + "_error"] = v
     if shutil.which("fio"):
@@ -1148,9 +1151,10 @@ def main():
             tidemark_flush_policy(),
             "row 1-fsync sets log.flush.interval.messages=1 on both",
             "TCP: Kafka's sockets use the system's congestion control (%s); Tidemark's connections "
-            "with this host use tidemark.loopback.congestion.control (its default, reno: no pacing "
-            "on loopback), so a Fetch's answer leaves Tidemark at reno's pace and Kafka at the "
-            "system's; the clients' sockets use the system's" % (system_congestion_control() or "?"),
+            "with this host use tidemark.loopback.congestion.control (its default, %s: no pacing "
+            "on loopback), so a Fetch's answer leaves Tidemark at %s's pace and Kafka at the "
+            "system's; the clients' sockets use the system's"
+            % (system_congestion_control() or "?", TIDEMARK_LOOPBACK_CC, TIDEMARK_LOOPBACK_CC),
             "data directories on the same disk (%s)" % DATA,
             "Kafka JVM: %s" % " ".join(KAFKA_JVM),
             "tm-load: librdkafka %s defaults unless stated; latency workloads use linger.ms=%d "

@@ -464,10 +464,10 @@ def metric(name, unit, better, target, tidemark, kafka, bound=None):
     return m
 
 
-# A path key for the bytes a broker sends over loopback (a Fetch's answer, a
-# leader's to its followers): their pace is set by the sending socket's
-# congestion control, which for Tidemark is tidemark.loopback.congestion.control
-# (reno by default) and for Kafka the system's (loopback_mb_per_s).
+# A path key for the bytes a broker sends over loopback (a Fetch's answer):
+# their pace is set by the sending socket's congestion control, which for
+# Tidemark is tidemark.loopback.congestion.control (loopback_tidemark_mb_per_s,
+# measured with iperf3 -C) and for Kafka the system's (loopback_mb_per_s).
 BROKER_SEND = "loopback_broker_send"
 
 
@@ -475,8 +475,9 @@ def limit_key(limits, key, system):
     """The measured limit a path key stands for on system's path."""
     if key != BROKER_SEND:
         return key
-    if system == "tidemark" and is_finite((limits or {}).get("loopback_reno_mb_per_s")):
-        return "loopback_reno_mb_per_s"
+    v = (limits or {}).get("loopback_tidemark_mb_per_s")
+    if system == "tidemark" and is_finite(v) and v > 0:
+        return "loopback_tidemark_mb_per_s"
     return "loopback_mb_per_s"
 
 
@@ -500,24 +501,25 @@ def limit_shares(result):
     """Every bounded throughput as a share of what the machine can move:
     [{"id", "metric", "limit", "times", "allowed", "tidemark", "kafka"}],
     the shares as fractions (None where a figure is missing).  limit, times
-    and allowed are Kafka's; where Tidemark's path is bound elsewhere (its
-    loopback sends, BROKER_SEND), "tidemark_limit" holds its (limit, times,
-    allowed)."""
+    and allowed are Kafka's (Tidemark's when Kafka's path has no measured
+    limit); where Tidemark's path is bound elsewhere (its loopback sends,
+    BROKER_SEND), "tidemark_limit" holds its (limit, times, allowed)."""
     out = []
     limits = result.get("limits") or {}
     for w in result.get("workloads", []):
         for m in w.get("metrics", []):
             b = {s: binding_limit(limits, m.get("bound"), s) for s in ("tidemark", "kafka")}
-            if not b["kafka"]:
+            main = b["kafka"] or b["tidemark"]
+            if not main:
                 continue
-            key, times, allowed = b["kafka"]
+            key, times, allowed = main
             row = {"id": w["id"], "metric": m["name"], "limit": key, "times": times, "allowed": allowed}
-            if b["tidemark"] != b["kafka"]:
+            if b["tidemark"] and b["tidemark"] != main:
                 row["tidemark_limit"] = b["tidemark"]
             for system in ("tidemark", "kafka"):
                 fig = m.get(system, {})
                 v = fig.get("value") if fig.get("status") == "ok" else None
-                row[system] = v / b[system][2] if is_finite(v) else None
+                row[system] = v / b[system][2] if is_finite(v) and b[system] else None
             out.append(row)
     return out
 
@@ -639,14 +641,15 @@ def limits_markdown(limits):
     cc = limits.get("tcp_congestion_control")
     for key, label in (("loopback_mb_per_s", "iperf3 single-stream loopback" +
                         (", the system's congestion control (%s)" % cc if cc else "")),
-                       ("loopback_reno_mb_per_s", "iperf3 single-stream loopback, reno (no pacing)"),
+                       ("loopback_tidemark_mb_per_s", "iperf3 single-stream loopback, %s (Tidemark's "
+                        "tidemark.loopback.congestion.control)" % limits.get("tidemark_loopback_cc", "?")),
                        ("disk_seq_write_mb_per_s", "fio sequential write, 1 MiB blocks, fsync at end"),
                        ("disk_seq_write_fdatasync_mb_per_s",
                         "fio sequential write, 1 MiB blocks, fdatasync after each"),
                        ("disk_seq_read_cold_mb_per_s",
                         "fio sequential read, 1 MiB blocks, page cache dropped first")):
         v = limits.get(key)
-        if key == "loopback_reno_mb_per_s" and v is None and key + "_error" not in limits:
+        if key == "loopback_tidemark_mb_per_s" and v is None and key + "_error" not in limits:
             continue  # runs before it was measured
         rows.append("| %s | %s |" % (label, fmt_value(v, "MB/s") + " MB/s" if v is not None
                                      else limits.get(key + "_error", "not measured")))
@@ -654,7 +657,7 @@ def limits_markdown(limits):
 
 
 LIMIT_NAMES = {"loopback_mb_per_s": "loopback",
-               "loopback_reno_mb_per_s": "loopback, reno",
+               "loopback_tidemark_mb_per_s": "loopback, its own congestion control",
                "disk_seq_write_mb_per_s": "disk write",
                "disk_seq_write_fdatasync_mb_per_s": "disk write, fdatasync per MiB",
                "disk_seq_read_cold_mb_per_s": "disk read, cold"}
@@ -680,7 +683,7 @@ def shares_markdown(result):
     for r in rows:
         cell = limit_cell(r["limit"], r["times"], r["allowed"])
         if r.get("tidemark_limit"):
-            cell = "Tidemark %s; Kafka %s" % (limit_cell(*r["tidemark_limit"]), cell)
+            cell = "Tidemark: %s; Kafka: %s" % (limit_cell(*r["tidemark_limit"]), cell)
         lines.append("| %s | %s | %s | %s | %s |" % (
             _cell(r["id"]), _cell(r["metric"]), _cell(cell), fmt_share(r["tidemark"]), fmt_share(r["kafka"])))
     return "\n".join(lines) + "\n"
@@ -886,8 +889,8 @@ DOC_FOOTER = """## Reading the table
   three (the client's bytes reach the leader and two followers over loopback, and three
   copies land on the one disk). Loopback is measured twice: bytes a client sends go at the
   pace of the system's congestion control (bbr paces them even on loopback), a consumer's
-  bytes at the broker's: the system's for Kafka, reno for Tidemark
-  (`tidemark.loopback.congestion.control`); where the two differ the cell names both.
+  bytes at the broker's: the system's for Kafka, `tidemark.loopback.congestion.control`
+  (reno) for Tidemark; where the two differ the cell names both.
   Workload 5 counts all three crossings at the system's pace, the lower bound. iperf3 measures one stream on one core, so a loopback share near
   100 % means the broker's path costs about as much as a bare TCP copy.
 - *n/a* for Tidemark means the feature has not landed yet (the harness probes for it and

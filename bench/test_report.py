@@ -346,10 +346,10 @@ class LimitTest(unittest.TestCase):
         self.assertNotIn("reno", report.limits_markdown(self.LIMITS))
 
     def test_a_brokers_sends_go_at_its_own_congestion_controls_pace(self):
-        limits = dict(self.LIMITS, loopback_mb_per_s=2000.0, loopback_reno_mb_per_s=6000.0,
+        limits = dict(self.LIMITS, loopback_mb_per_s=2000.0, loopback_tidemark_mb_per_s=6000.0, tidemark_loopback_cc="reno",
                       disk_seq_read_cold_mb_per_s=800.0, tcp_congestion_control="bbr")
         warm = [(report.BROKER_SEND, 1)]
-        self.assertEqual(report.binding_limit(limits, warm, "tidemark"), ("loopback_reno_mb_per_s", 1, 6000.0))
+        self.assertEqual(report.binding_limit(limits, warm, "tidemark"), ("loopback_tidemark_mb_per_s", 1, 6000.0))
         self.assertEqual(report.binding_limit(limits, warm, "kafka"), ("loopback_mb_per_s", 1, 2000.0))
         self.assertEqual(report.binding_limit(limits, warm), ("loopback_mb_per_s", 1, 2000.0))
         # without a reno figure Tidemark's sends are bound like Kafka's
@@ -361,16 +361,25 @@ class LimitTest(unittest.TestCase):
         result = {"limits": limits, "workloads": [{"id": "3", "title": "consume", "metrics": [m, cold]}]}
         rows = report.limit_shares(result)
         self.assertEqual(rows[0]["limit"], "loopback_mb_per_s")
-        self.assertEqual(rows[0]["tidemark_limit"], ("loopback_reno_mb_per_s", 1, 6000.0))
+        self.assertEqual(rows[0]["tidemark_limit"], ("loopback_tidemark_mb_per_s", 1, 6000.0))
         self.assertAlmostEqual(rows[0]["tidemark"], 0.3)
         self.assertAlmostEqual(rows[0]["kafka"], 0.5)
         self.assertNotIn("tidemark_limit", rows[1])  # the disk binds both
         md = report.shares_markdown(result)
-        self.assertIn("| 3 | warm | Tidemark loopback, reno: 6000 MB/s; Kafka loopback: 2000 MB/s | 30 % | 50 % |", md)
+        self.assertIn("| 3 | warm | Tidemark: loopback, its own congestion control: 6000 MB/s; "
+                      "Kafka: loopback: 2000 MB/s | 30 % | 50 % |", md)
         self.assertIn("| 3 | cold | disk read, cold: 800 MB/s | 50 % | 50 % |", md)
         lm = report.limits_markdown(limits)
         self.assertIn("| iperf3 single-stream loopback, the system's congestion control (bbr) | 2000 MB/s |", lm)
-        self.assertIn("| iperf3 single-stream loopback, reno (no pacing) | 6000 MB/s |", lm)
+        self.assertIn("| iperf3 single-stream loopback, reno (Tidemark's tidemark.loopback.congestion.control) "
+                      "| 6000 MB/s |", lm)
+        # a figure of 0 binds nothing; Tidemark's sends are then bound like Kafka's
+        zero = dict(limits, loopback_tidemark_mb_per_s=0.0)
+        self.assertEqual(report.binding_limit(zero, warm, "tidemark"), ("loopback_mb_per_s", 1, 2000.0))
+        # only Tidemark's limit measured: the row stays, Kafka's share is empty
+        only = {"loopback_tidemark_mb_per_s": 6000.0}
+        rows = report.limit_shares({"limits": only, "workloads": result["workloads"]})
+        self.assertEqual([(r["limit"], r["kafka"]) for r in rows], [("loopback_tidemark_mb_per_s", None)] * 2)
 
 
 class PresentationTest(unittest.TestCase):
