@@ -106,7 +106,14 @@ static void peer_fail_all(struct tm_peer *p, int err)
 }
 
 static void peer_connect(struct tm_peer *p);
-static void peer_retry_later(struct tm_peer *p);
+
+/* Tries again after the current backoff (no socket, or a name that failed
+ * to resolve at once). */
+static void peer_retry_later(struct tm_peer *p)
+{
+	struct timeval tv = { p->backoff_ms / 1000, (p->backoff_ms % 1000) * 1000 };
+	evtimer_add(p->retry_ev, &tv);
+}
 
 static void peer_drop(struct tm_peer *p, const char *why)
 {
@@ -205,14 +212,6 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	peer_drop(p, what & BEV_EVENT_EOF ? "closed by peer" : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-}
-
-/* Tries again after the current backoff (no socket, or a name that failed
- * to resolve at once). */
-static void peer_retry_later(struct tm_peer *p)
-{
-	struct timeval tv = { p->backoff_ms / 1000, (p->backoff_ms % 1000) * 1000 };
-	evtimer_add(p->retry_ev, &tv);
 }
 
 static void peer_connect(struct tm_peer *p)
