@@ -206,7 +206,10 @@ static void fetch_settle(struct fetch_op *op)
 		errors |= op->parts[i].r->error_code != TM_ERR_NONE || op->parts[i].answer_now;
 	}
 	int64_t now = tm_mono_ms();
-	if (total >= (size_t)(op->in.min_bytes > 0 ? op->in.min_bytes : 0) || errors || now >= op->deadline_ms) {
+	/* A fetch naming no partition has nothing to wait for: Kafka answers
+	 * it at once, and the Java consumer sends one while it closes. */
+	if (op->n_parts == 0 || total >= (size_t)(op->in.min_bytes > 0 ? op->in.min_bytes : 0) || errors ||
+	    now >= op->deadline_ms) {
 		fetch_respond(op);
 		return;
 	}

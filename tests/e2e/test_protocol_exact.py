@@ -128,6 +128,17 @@ def test_fetch_returns_first_batch_even_if_larger_than_max_bytes(broker):
     assert big in got[0][2]
 
 
+def test_fetch_naming_no_partition_is_answered_at_once(broker):
+    """Nothing to wait for, so no long poll: Kafka answers at once, and the
+    Java consumer sends such a fetch while it closes.  Held for max_wait_ms
+    (60 s here), the answer would miss the connection's 10-second timeout."""
+    with Conn(broker.host, broker.port, timeout=10) as c:
+        body = Writer().i32(-1).i32(60000).i32(1).i32(1 << 20).i8(0).i32(0).build()
+        r = c.request(rawkafka.API_FETCH, 4, body)
+        r.i32()  # throttle_time_ms
+        assert r.i32() == 0, "topics in the answer to a fetch naming none"
+
+
 def test_fetch_past_log_end_is_offset_out_of_range(broker):
     topic = unique_topic("oor")
     create_topic(broker.bootstrap, topic)
