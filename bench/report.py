@@ -190,6 +190,19 @@ def parse_proc_stat_cpu_ticks(text):
     return int(rest[11]) + int(rest[12])
 
 
+def parse_proc_io_read_bytes(text):
+    """read_bytes from /proc/PID/io: what the process made the storage
+    layer fetch (page cache misses); None when it is not there."""
+    for line in (text or "").splitlines():
+        k, _, v = line.partition(":")
+        if k.strip() == "read_bytes":
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
+
+
 def parse_proc_stat_cpu(text):
     """(total ticks, steal ticks) of the machine from /proc/stat's first
     line ("cpu user nice system idle iowait irq softirq steal ..."); None
@@ -440,6 +453,9 @@ def from_runs(runs, key, **detail):
     cpu = [r.get("cpu") for r in runs]
     if any(cpu):
         detail["cpu"] = cpu  # each repetition's clients' and brokers' CPU (cpu_between)
+    disk = [r.get("disk_read_mb") for r in runs]
+    if any(v is not None for v in disk):
+        detail["disk_read_mb"] = disk  # what the brokers read from the disk in each repetition
     return ok(median(vals), vals, **detail)
 
 
@@ -850,7 +866,7 @@ DOC_FOOTER = """## Reading the table
   first 10 s; the whole run's throughput and p99 are rows of their own.
   **1-fsync** repeats 1 with `log.flush.interval.messages=1` on both brokers.
 - **2**: 100-byte records over 6 partitions, acks=1, no rate limit; messages per second of
-  two `tm-load` processes at once (each on its own topic), of one alone, and the broker's
+  two `tm-load` processes at once (on one topic of 6 partitions), of one alone, and the broker's
   CPU seconds per million records taken with two. The clients share the 2 cores with the
   broker and cost more per record than either broker, so each hands librdkafka 1,000
   records per call (`rd_kafka_produce_batch`, each call to the next partition) and is told
@@ -859,17 +875,21 @@ DOC_FOOTER = """## Reading the table
 - **3**: a backlog (2 GiB by default) is produced once, read once unmeasured per system,
   then read from the beginning by
   `tm-load consume`: *warm* with the backlog in the page cache, *cold* after
-  `echo 3 > /proc/sys/vm/drop_caches` (reported n/a where the kernel refuses it).
+  `echo 3 > /proc/sys/vm/drop_caches` right before each read (reported n/a where the kernel
+  refuses it); the JSON keeps what the broker read from the disk in each cold read
+  (`/proc/PID/io` read_bytes), which shows whether it was cold.
   **3-java** is Kafka's `ConsumerPerformance` (a consumer group) on the warm backlog.
 - **4**: 5,000 msg/s of 1 KiB records with acks=all, produced and consumed at once by one
   process; latency is consume time minus the *intended* send time (a stalled producer
   counts against the broker, no coordinated omission). Percentiles come from a log-bucket
-  histogram (at most 0.8 % above the true value). Each system first runs it once,
+  histogram (at most 1.6 % above the true value). Each system first runs it once,
   unmeasured (Kafka's JIT). The producer lingers 1 ms (`linger.ms=1`, also in 5 and 7);
   the last row repeats the workload with `linger.ms=0`, a request per record, as Kafka's
   `EndToEndLatency` tool does: on these 2 shared cores Kafka falls behind that request
   rate, so the row has no target. The JSON keeps each repetition's CPU steal beside it.
-- **5**: three nodes, replication factor 3, `min.insync.replicas=2`, acks=all.
+- **5**: three nodes, replication factor 3, `min.insync.replicas=2`, acks=all: throughput as
+  in 1, then latency as in 4 (after one unmeasured run), each on a topic made with those
+  settings and every replica in sync before the run.
 - **6**: resident memory (VmRSS) idle and the peak under workload 1; time from the broker
   process's start to the first acknowledged produce (Kafka's `kafka-storage format` step is
   not counted; the probe polls the port every millisecond until it accepts a connection,

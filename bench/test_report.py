@@ -111,6 +111,21 @@ class ParseTest(unittest.TestCase):
         self.assertEqual(report.parse_proc_stat_cpu_ticks(PROC_STAT), 325)
         self.assertIsNone(report.parse_proc_stat_cpu_ticks(""))
 
+    def test_proc_io_read_bytes(self):
+        io = "rchar: 2147500000\nwchar: 120\nsyscr: 40\nsyscw: 2\nread_bytes: 2147483648\n" \
+             "write_bytes: 0\ncancelled_write_bytes: 0\n"
+        self.assertEqual(report.parse_proc_io_read_bytes(io), 2147483648)
+        self.assertIsNone(report.parse_proc_io_read_bytes("rchar: 5\n"))
+        self.assertIsNone(report.parse_proc_io_read_bytes(""))
+
+    def test_from_runs_keeps_disk_reads(self):
+        fig = report.from_runs([{"mb_per_s": 900.0, "disk_read_mb": 2048.0},
+                                {"mb_per_s": 1000.0, "disk_read_mb": 1.5},
+                                {"mb_per_s": 800.0}], "mb_per_s")
+        self.assertEqual(fig["value"], 900.0)
+        self.assertEqual(fig["detail"]["disk_read_mb"], [2048.0, 1.5, None])
+        self.assertNotIn("disk_read_mb", report.from_runs([{"mb_per_s": 1.0}], "mb_per_s").get("detail", {}))
+
     def test_iperf3_and_fio(self):
         iperf = json.dumps({"end": {"sum_received": {"bits_per_second": 8.0 * 1048576 * 3000}}})
         self.assertAlmostEqual(report.parse_iperf3(iperf), 3000.0)
