@@ -1055,7 +1055,8 @@ def machine_info():
 def physical_limits():
     """iperf3 single-stream loopback; fio sequential writes in DATA, and a
     sequential read of the first write's file with the page cache dropped
-    (what a cold consume could read at most)."""
+    (what a cold consume could read at most), each disk figure the best of
+    DISK_SAMPLES runs."""
     out = {"tcp_congestion_control": system_congestion_control()}
     out["tidemark_loopback_cc"] = TIDEMARK_LOOPBACK_CC
     for key, extra in (("loopback_mb_per_s", []), ("loopback_tidemark_mb_per_s", ["-C", TIDEMARK_LOOPBACK_CC])):
@@ -1063,27 +1064,53 @@ def physical_limits():
         out[key if report.is_finite(v) else key + "_error"] = v
     if shutil.which("fio"):
         d = os.path.join(DATA, "fio")
-        os.makedirs(d, exist_ok=True)
-        # Each job appends to a new file of its own (fio names it after the
-        # job), as a broker's log does.  An fdatasync after overwriting the
-        # blocks an earlier job allocated needs no journal commit: with one
-        # per MiB, overwriting measured 1333 MB/s here, appending 333.
-        size = "1G"
-        for key, job, extra in (("disk_seq_write_mb_per_s", "seqwrite", ["--end_fsync=1"]),
-                                ("disk_seq_write_fdatasync_mb_per_s", "seqwrite-fdatasync", ["--fdatasync=1"])):
-            try:
-                r = subprocess.run(["fio", "--name=" + job, "--directory=" + d, "--rw=write", "--bs=1M",
-                                    "--size=" + size, "--ioengine=psync", "--output-format=json"] + extra,
-                                   capture_output=True, text=True, timeout=180)
-                out[key] = report.parse_fio(r.stdout)
-            except subprocess.TimeoutExpired:
-                out[key + "_error"] = "fio timed out"
-            if key == "disk_seq_write_mb_per_s":
-                out.update(cold_read_limit(d, size))
-        shutil.rmtree(d, ignore_errors=True)
+        for i in range(DISK_SAMPLES):
+            os.makedirs(d, exist_ok=True)
+            disk_sample(d, out)
+            shutil.rmtree(d, ignore_errors=True)
+        for key in ("disk_seq_write_mb_per_s", "disk_seq_write_fdatasync_mb_per_s", "disk_seq_read_cold_mb_per_s"):
+            got = [v for v in out.get(key + "_samples", []) if report.is_finite(v)]
+            if got:
+                out[key] = max(got)
+                out.pop(key + "_error", None)
     else:
         out["disk_seq_write_mb_per_s_error"] = "fio not installed"
     return out
+
+
+# This VM's disk swings between identical runs (three fio cold reads of one
+# file in a row: 1705, 767, 1990 MB/s), so each disk limit is the best of
+# DISK_SAMPLES runs, all of them kept in the JSON (<key>_samples).
+DISK_SAMPLES = 3
+
+
+def disk_sample(d, out):
+    """One fio run of each disk job in the empty directory d, appended to
+    out[<key>_samples]; a failure goes to out[<key>_error].  Each write job
+    appends to a new file of its own (fio names it after the job), as a
+    broker's log does: an fdatasync after overwriting blocks an earlier job
+    allocated needs no journal commit (with one per MiB, overwriting measured
+    1333 MB/s here, appending 333).  The cold read reads the first job's
+    file back after drop_caches, buffered as the brokers read."""
+    def fio(key, args, kind="write"):
+        try:
+            r = subprocess.run(["fio", "--directory=" + d, "--bs=1M", "--size=1G", "--ioengine=psync",
+                                "--output-format=json"] + args, capture_output=True, text=True, timeout=180)
+            v = report.parse_fio(r.stdout, kind)
+            if v is None:
+                out[key + "_error"] = "fio failed: %s" % r.stderr.strip()[-200:]
+            else:
+                out.setdefault(key + "_samples", []).append(v)
+        except subprocess.TimeoutExpired:
+            out[key + "_error"] = "fio timed out"
+
+    fio("disk_seq_write_mb_per_s", ["--name=seqwrite", "--rw=write", "--end_fsync=1"])
+    why = drop_caches()
+    if why:
+        out["disk_seq_read_cold_mb_per_s_error"] = why
+    else:
+        fio("disk_seq_read_cold_mb_per_s", ["--name=seqwrite", "--rw=read"], "read")
+    fio("disk_seq_write_fdatasync_mb_per_s", ["--name=seqwrite-fdatasync", "--rw=write", "--fdatasync=1"])
 
 
 def system_congestion_control():
@@ -1112,21 +1139,6 @@ def iperf3_loopback(extra):
         return "iperf3 timed out"
     finally:
         stop_pid(srv, 5)
-
-
-def cold_read_limit(d, size):
-    """fio reads back the file its first job wrote (same job name, same
-    file), after drop_caches, buffered as the brokers read."""
-    why = drop_caches()
-    if why:
-        return {"disk_seq_read_cold_mb_per_s_error": why}
-    try:
-        r = subprocess.run(["fio", "--name=seqwrite", "--directory=" + d, "--rw=read", "--bs=1M",
-                            "--size=" + size, "--ioengine=psync", "--output-format=json"],
-                           capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired:
-        return {"disk_seq_read_cold_mb_per_s_error": "fio timed out"}
-    return {"disk_seq_read_cold_mb_per_s": report.parse_fio(r.stdout, "read")}
 
 
 def tidemark_flush_policy():

@@ -359,6 +359,11 @@ class LimitTest(unittest.TestCase):
                       report.limits_markdown(self.LIMITS))
         # runs from before the reno figure was measured show no row for it
         self.assertNotIn("reno", report.limits_markdown(self.LIMITS))
+        # a disk limit taken as the best of several runs names them all
+        sampled = dict(self.LIMITS, disk_seq_write_mb_per_s=1000.0,
+                       disk_seq_write_mb_per_s_samples=[438.0, 1000.0, 910.0])
+        self.assertIn("| fio sequential write, 1 MiB blocks, fsync at end (best of 3: 438, 1000, 910 MB/s) "
+                      "| 1000 MB/s |", report.limits_markdown(sampled))
 
     def test_a_brokers_sends_go_at_its_own_congestion_controls_pace(self):
         limits = dict(self.LIMITS, loopback_mb_per_s=2000.0, loopback_tidemark_mb_per_s=6000.0, tidemark_loopback_cc="reno",
