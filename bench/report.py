@@ -864,8 +864,8 @@ DOC_FOOTER = """## Reading the table
 - **1**: `tm-load produce`, 1 KiB records, one partition, acks=1, no rate limit; MB/s of
   acknowledged records (MB = 2^20 bytes, as Kafka's tools count) and the p99 of
   send-to-acknowledgement latency, which in an unthrottled run is mostly the record's wait
-  in the client's full queue (64 MiB), so it falls as throughput rises. **1-java** is Kafka's `ProducerPerformance` with the same
-  settings, 5 M records, up to 3 runs: its JVM starts cold each run and needs 10-15 s to
+  in the client's full queue (64 MiB), so it falls as throughput rises. **1-java** is
+  Kafka's `ProducerPerformance` with the same settings, 5 M records, up to 3 runs: its JVM starts cold each run and needs 10-15 s to
   reach its pace, so the throughput is taken over its 5-second progress windows after the
   first 10 s; the whole run's throughput and p99 are rows of their own.
   **1-fsync** repeats 1 with `log.flush.interval.messages=1` on both brokers.
