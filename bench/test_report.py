@@ -134,6 +134,10 @@ class ParseTest(unittest.TestCase):
         self.assertIsNone(report.parse_fio("fio: error"))
         fio = json.dumps({"jobs": [{"read": {"bw": 1048576}, "write": {"bw": 0}}]})
         self.assertAlmostEqual(report.parse_fio(fio, "read"), 1024.0)
+        fio = "fio-3.33\n" + json.dumps({"jobs": [{"write": {"bw": 1}, "usr_cpu": 0.5, "sys_cpu": 99.0}]})
+        self.assertAlmostEqual(report.parse_fio_cpu(fio), 0.995)
+        self.assertIsNone(report.parse_fio_cpu("fio: error"))
+        self.assertIsNone(report.parse_fio_cpu(json.dumps({"jobs": [{"write": {"bw": 1}}]})))
 
 
 class ArithmeticTest(unittest.TestCase):
@@ -364,6 +368,15 @@ class LimitTest(unittest.TestCase):
                        disk_seq_write_mb_per_s_samples=[438.0, 1000.0, 910.0])
         self.assertIn("| fio sequential write, 1 MiB blocks, fsync at end (best of 3: 438, 1000, 910 MB/s) "
                       "| 1000 MB/s |", report.limits_markdown(sampled))
+        # the page-cache write names fio's own CPU beside its samples; runs
+        # without it (or without the old 1 GiB write) show no row for it
+        self.assertNotIn("through the page cache", report.limits_markdown(self.LIMITS))
+        paced = {"disk_page_cache_write_mb_per_s": 718.0, "disk_page_cache_write_mb_per_s_samples": [422.0, 718.0],
+                 "disk_page_cache_write_cpu_cores_samples": [0.996, 1.0]}
+        md = report.limits_markdown(paced)
+        self.assertIn("(best of 2: 422, 718 MB/s); fio itself busy 100 %, 100 % of a core | 718 MB/s |", md)
+        self.assertNotIn("fsync at end", md)
+        self.assertNotIn("O_DIRECT", md)
 
     def test_a_brokers_sends_go_at_its_own_congestion_controls_pace(self):
         limits = dict(self.LIMITS, loopback_mb_per_s=2000.0, loopback_tidemark_mb_per_s=6000.0, tidemark_loopback_cc="reno",
