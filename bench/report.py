@@ -344,30 +344,27 @@ def parse_iperf3(text):
     return bps / 8.0 / MB
 
 
-def parse_fio(text, direction="write"):
-    """Bandwidth of a fio --output-format=json run, in MB/s (2^20)."""
+def _fio_field(text, get):
+    """get(first job) of a fio --output-format=json run (fio may print
+    notes before the JSON), or None when the run printed no such field."""
     start = (text or "").find("{")
     if start < 0:
         return None
     try:
-        obj = json.loads(text[start:])
-        kib_s = obj["jobs"][0][direction]["bw"]  # fio's bw is KiB/s
+        return get(json.loads(text[start:])["jobs"][0])
     except (ValueError, KeyError, IndexError, TypeError):
         return None
-    return kib_s / 1024.0
+
+
+def parse_fio(text, direction="write"):
+    """Bandwidth of a fio --output-format=json run, in MB/s (2^20)."""
+    return _fio_field(text, lambda job: job[direction]["bw"] / 1024.0)  # fio's bw is KiB/s
 
 
 def parse_fio_cpu(text):
     """Cores fio's job kept busy (user + system) in a --output-format=json
     run, or None."""
-    start = (text or "").find("{")
-    if start < 0:
-        return None
-    try:
-        job = json.loads(text[start:])["jobs"][0]
-        return (float(job["usr_cpu"]) + float(job["sys_cpu"])) / 100.0
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
+    return _fio_field(text, lambda job: (float(job["usr_cpu"]) + float(job["sys_cpu"])) / 100.0)
 
 
 # ---- arithmetic ------------------------------------------------------------
@@ -893,9 +890,10 @@ DOC_FOOTER = """## Reading the table
   acknowledged records (MB = 2^20 bytes, as Kafka's tools count) and the p99 of
   send-to-acknowledgement latency, which in an unthrottled run is mostly the record's wait
   in the client's full queue (64 MiB), so it falls as throughput rises. **1-java** is
-  Kafka's `ProducerPerformance` with the same settings, 5 M records, up to 3 runs: its JVM starts cold each run and needs 10-15 s to
-  reach its pace, so the throughput is taken over its 5-second progress windows after the
-  first 10 s; the whole run's throughput and p99 are rows of their own.
+  Kafka's `ProducerPerformance` with the same settings, 5 M records, up to 3 runs: its JVM
+  starts cold each run and needs 10-15 s to reach its pace, so the throughput is taken over
+  its 5-second progress windows after the first 10 s; the whole run's throughput and p99
+  are rows of their own.
   **1-fsync** repeats 1 with `log.flush.interval.messages=1` on both brokers.
 - **2**: 100-byte records over 6 partitions, acks=1, no rate limit; messages per second of
   two `tm-load` processes at once (on one topic of 6 partitions), of one alone, and the broker's
